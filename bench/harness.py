@@ -1,0 +1,197 @@
+"""Process plumbing shared by the benches: free ports, servers in their own process groups,
+health checks, CPU accounting and a description of the machine.
+
+Every server is started with `start_new_session=True` so that stopping it (SIGTERM, then
+SIGKILL) takes its whole process group; a bench stops them all in a `finally`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+LOOPBACK = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 5.0
+
+DEMO_UPSTREAM_CODE = """
+import sys, uvicorn
+from gateway.demo_upstream import DemoConfig, create_demo_app
+uvicorn.run(create_demo_app(DemoConfig(fast=True)), host=sys.argv[1], port=int(sys.argv[2]),
+            loop="uvloop", http="httptools", log_level="warning", access_log=False)
+"""
+
+
+class BenchError(RuntimeError):
+    """A server would not start or answer; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    """A server process (and its process group) with its output in a log file."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(STOP_GRACE_S)
+        if self._log is not None:
+            self._log.close()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def start_service(
+    name: str, url: str, argv: Sequence[str], log_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    log_path = log_dir / f"{name}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        list(argv), cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    return Service(name, url, proc, log_path, log)
+
+
+def wait_until_ok(service: Service, path: str, timeout: float = 30.0) -> None:
+    """Poll `GET service.url + path` until it answers 200; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise BenchError(f"{service.name} exited with code {service.proc.returncode}:\n"
+                             f"{service.log_tail()}")
+        try:
+            with urllib.request.urlopen(service.url + path, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
+                last_error = f"HTTP {resp.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        time.sleep(0.1)
+    raise BenchError(f"{service.name}: {path} not OK after {timeout:.0f} s ({last_error}):\n"
+                     f"{service.log_tail()}")
+
+
+def http_get_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        body: bytes = resp.read()
+        return body.decode()
+
+
+# -- the servers ---------------------------------------------------------------------------------
+def start_demo_upstream(log_dir: Path) -> Service:
+    port = free_port()
+    argv = [sys.executable, "-c", DEMO_UPSTREAM_CODE, LOOPBACK, str(port)]
+    service = start_service("upstream", f"http://{LOOPBACK}:{port}", argv, log_dir)
+    wait_until_ok(service, "/healthz")
+    return service
+
+
+def gateway_command() -> list[str]:
+    script = Path(sys.executable).parent / "distill-guard"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+
+
+def start_gateway(
+    upstream: str, redis: str, policy: str, log_dir: Path, *, access_log: bool,
+) -> Service:
+    port = free_port()
+    argv = [*gateway_command(), "serve", "--upstream", upstream, "--redis", redis,
+            "--policy", policy, "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+            "--log-level", "info" if access_log else "warning"]
+    env = {"DISTILL_GUARD_ACCESS_LOG": "true" if access_log else "false"}
+    service = start_service("gateway", f"http://{LOOPBACK}:{port}", argv, log_dir, env)
+    wait_until_ok(service, "/healthz")
+    wait_until_ok(service, "/readyz")  # upstream and counter storage reachable
+    return service
+
+
+def start_redis(log_dir: Path) -> Service:
+    port = free_port()
+    argv = ["redis-server", "--bind", LOOPBACK, "--port", str(port), "--save", "",
+            "--appendonly", "no"]
+    service = start_service("redis", f"redis://{LOOPBACK}:{port}/0", argv, log_dir)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise BenchError(f"redis-server exited:\n{service.log_tail()}")
+        if _redis_answers(port):
+            return service
+        time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer PING:\n{service.log_tail()}")
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# -- the machine -----------------------------------------------------------------------------------
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def machine_line() -> str:
+    return (f"{usable_cores()} cores ({cpu_model()}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")

@@ -1,0 +1,1 @@
+"""distill-guard: an API gateway that defends a model against distillation."""

@@ -1,0 +1,164 @@
+"""The gateway as an ASGI app: ops routes, admin API, and the proxy for the rest."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import metrics
+from gateway.embedded import EmbeddedServer
+from gateway.identity import IdentityHasher
+from gateway.pipeline.chain import Chain
+from gateway.pipeline.loader import load_policy
+from gateway.proxy.client_ip import ClientIPResolver
+from gateway.proxy.handler import ProxyHandler, Receive, Scope, Send
+from gateway.proxy.upstream import AiohttpUpstream, UpstreamError
+from gateway.settings import DEMO_UPSTREAM, Settings
+from gateway.state import GatewayState
+from gateway.storage import open_backend
+from gateway.storage.base import StorageError
+
+log = logging.getLogger("distill_guard")
+
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class GatewayApp:
+    """Routes /healthz, /readyz, /metrics and /admin/* to Starlette, the rest to the proxy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: GatewayState | None = None
+        self.proxy: ProxyHandler | None = None
+        self.ready = False
+        self.ops = Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics),
+                Route("/admin/policy", self.admin_policy),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.proxy is not None:
+            path: str = scope["path"]
+            if path not in OPS_PATHS and not path.startswith("/admin/"):
+                await self.proxy(scope, receive, send)
+                return
+        await self.ops(scope, receive, send)
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        policy = load_policy(settings.policy)
+        metrics.POLICY_LOADS.labels(result="ok").inc()
+        demo: EmbeddedServer | None = None
+        upstream_url = settings.upstream
+        if upstream_url == DEMO_UPSTREAM:
+            from gateway.demo_upstream import DemoConfig, create_demo_app
+
+            demo = EmbeddedServer(create_demo_app(DemoConfig(word_delay=settings.demo_word_delay)))
+            await demo.start()
+            upstream_url = demo.url
+        upstream = AiohttpUpstream(
+            upstream_url, connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_timeout,
+            max_connections=settings.upstream_max_connections,
+        )
+        await upstream.start()
+        storage = open_backend(settings.redis, timeout=settings.redis_timeout_ms / 1000)
+        self.state = GatewayState(
+            settings=settings, chain=Chain.from_policy(policy), storage=storage,
+            upstream=upstream,
+            hasher=IdentityHasher(settings.identity_secret.get_secret_value().encode()),
+            client_ip=ClientIPResolver(settings.trusted_proxies),
+        )
+        self.proxy = ProxyHandler(self.state)
+        self.ready = True
+        log.info("gateway started", extra={"fields": {
+            "upstream": "demo" if demo else settings.upstream, "storage": storage.name,
+            "policy": str(settings.policy), "rules": len(self.state.chain.rules)}})
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.proxy.drain()
+            await upstream.close()
+            await storage.aclose()
+            if demo is not None:
+                await demo.stop()
+
+    # -- ops routes ----------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        state = self.state
+        if state is None or not self.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await state.upstream.ping()
+            checks["upstream"] = "ok"
+        except UpstreamError as exc:
+            checks["upstream"] = f"unreachable: {exc}"
+        try:
+            await state.storage.ping()
+            checks["storage"] = "ok"
+        except StorageError as exc:
+            checks["storage"] = f"unreachable: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # -- admin API -----------------------------------------------------------
+    def _admin_refusal(self, request: Request) -> Response | None:
+        token = self.settings.admin_token
+        if token is None:
+            return JSONResponse({"error": "the admin API is off (no admin token set)"},
+                                status_code=404)
+        given = request.headers.get("authorization", "")
+        expected = "Bearer " + token.get_secret_value()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"error": "unauthorized"}, status_code=401,
+                                headers={"www-authenticate": "Bearer"})
+        return None
+
+    async def admin_policy(self, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request)) is not None:
+            return refusal
+        assert self.state is not None
+        chain = self.state.chain
+        rules: list[dict[str, Any]] = [
+            {"name": r.info.name, "kind": r.info.kind, "shadow": r.info.shadow,
+             "on_storage_error": r.info.on_storage_error}
+            for r in chain.rules
+        ]
+        return JSONResponse({"policy": str(self.settings.policy), "rules": rules})
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
+    return GatewayApp(settings or Settings())
+
+
+def create_app_from_env() -> GatewayApp:
+    """uvicorn factory for worker processes: settings come from DISTILL_GUARD_* env."""
+    from gateway.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return GatewayApp(settings)

@@ -1,0 +1,59 @@
+"""Who is calling: a keyed hash of the API key, never the key itself.
+
+Credentials are read from `Authorization: Bearer <key>` and `x-api-key`.
+Rules (so that no header trick gives a second identity):
+- header names are case-insensitive (ASGI servers lower-case them);
+- the same key in both headers, or repeated, counts once;
+- two *different* keys in one request are refused (401), not guessed between;
+- a request without a key is identified by its client IP (`anon:` prefix),
+  so unauthenticated traffic is still counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+ID_HEX_CHARS = 16  # 64 bits: collisions are negligible at millions of keys
+
+
+class AmbiguousCredentials(Exception):
+    """The request carries more than one distinct API key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    id: str
+    authenticated: bool
+    tier: str | None = None
+    tenant: str | None = None
+
+
+class IdentityHasher:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def hash_key(self, key: str) -> str:
+        digest = hmac.new(self._secret, key.encode("utf-8", "surrogateescape"), hashlib.sha256)
+        return digest.hexdigest()[:ID_HEX_CHARS]
+
+    def anonymous(self, client_ip: str) -> str:
+        return "anon-" + self.hash_key("ip:" + client_ip)
+
+
+def extract_api_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Return the one API key the request carries, or None; raise if it carries two."""
+    keys: set[bytes] = set()
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                keys.add(token.strip())
+        elif name == b"x-api-key" and value.strip():
+            keys.add(value.strip())
+    if len(keys) > 1:
+        raise AmbiguousCredentials("the request carries more than one distinct API key")
+    if not keys:
+        return None
+    return keys.pop().decode("latin-1")

@@ -1,0 +1,188 @@
+"""The policy chain: rules in file order, at each stage of a request.
+
+The chain owns what every kind shares:
+- `match`: a rule only sees requests it matches (decided once, at request time);
+- one counter round trip for all matched rules (`admit`), one after (`settle`);
+- `shadow`: the rule's decision is counted, never enforced; its counters are
+  taken in a group of their own so they never block an enforced rule;
+- `on_storage_error`: `allow` skips the rule, `deny` refuses with 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway import metrics
+from gateway.errors import GatewayError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.decision import Action, Decision
+from gateway.pipeline.match import Predicate, compile_match
+from gateway.policies.base import Handler, RuleInfo
+from gateway.policies.registry import kinds
+from gateway.storage.base import AdmitOp, CounterBackend, OpResult, SettleOp, StorageError
+from gateway.streaming.sse import SSEEvent
+
+log = logging.getLogger("distill_guard.chain")
+
+ENFORCED_GROUP = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    info: RuleInfo
+    matches: Predicate
+    handler: Handler[Any]
+
+
+@dataclass(slots=True)
+class RequestOutcome:
+    """What the request stage decided; the proxy acts on it."""
+
+    delay: float = 0.0
+    active: list[CompiledRule] = field(default_factory=list)
+
+    @property
+    def stream_rules(self) -> list[CompiledRule]:
+        return [r for r in self.active if r.handler.reads_stream and not r.info.shadow]
+
+    @property
+    def body_rules(self) -> list[CompiledRule]:
+        return [r for r in self.active if r.handler.reads_body and not r.info.shadow]
+
+
+class Chain:
+    def __init__(self, rules: Sequence[CompiledRule], policy: BaseModel) -> None:
+        self.rules = tuple(rules)
+        self.policy = policy
+
+    @classmethod
+    def from_policy(cls, policy: BaseModel, shared: Any = None) -> Chain:
+        registry = kinds()
+        compiled = []
+        for rule in getattr(policy, "rules", []):
+            info = RuleInfo(rule.name, rule.kind, rule.shadow, rule.on_storage_error)
+            handler = registry[rule.kind].handler(info, rule.config, shared)
+            compiled.append(CompiledRule(info, compile_match(rule.match), handler))
+        return cls(compiled, policy)
+
+    async def run_request(self, ctx: RequestContext, storage: CounterBackend) -> RequestOutcome:
+        """Match, take counters in one round trip, decide; raise GatewayError to refuse."""
+        outcome = RequestOutcome()
+        matched = [rule for rule in self.rules if rule.matches(ctx)]
+        if not matched:
+            return outcome
+        ops: list[AdmitOp] = []
+        spans: list[tuple[int, int]] = []
+        for index, rule in enumerate(matched):
+            group = index + 1 if rule.info.shadow else ENFORCED_GROUP
+            start = len(ops)
+            ops.extend(rule.handler.plan(ctx, group))
+            spans.append((start, len(ops)))
+        results: Sequence[OpResult] = ()
+        storage_failed = False
+        if ops:
+            try:
+                results = (await storage.admit(ops)).results
+            except StorageError as exc:
+                storage_failed = True
+                metrics.STORAGE_ERRORS.labels(operation="admit").inc()
+                log.warning("counter storage failed: %s", exc)
+        first_refusal: GatewayError | None = None
+        for rule, (start, end) in zip(matched, spans, strict=True):
+            if storage_failed and end > start:
+                decision = self._storage_failure(rule)
+            else:
+                decision = rule.handler.decide(ctx, results[start:end])
+            metrics.DECISIONS.labels(
+                rule=rule.info.name, kind=rule.info.kind, decision=decision.action.value,
+                shadow=str(rule.info.shadow).lower(),
+            ).inc()
+            if rule.info.shadow:
+                if decision.action is not Action.ALLOW:
+                    ctx.rule_state.setdefault("_shadow", []).append(
+                        (rule.info.name, decision.action.value))
+                outcome.active.append(rule)
+                continue
+            ctx.response_headers.extend(decision.headers)
+            if decision.action is Action.REJECT and first_refusal is None:
+                first_refusal = decision.error or GatewayError(403, "Refused by policy.")
+                ctx.decision = f"reject:{rule.info.name}"
+            elif decision.action is Action.DELAY:
+                outcome.delay = max(outcome.delay, decision.delay)
+                if ctx.decision == "allow":
+                    ctx.decision = f"delay:{rule.info.name}"
+            elif decision.action is Action.MODIFY and decision.mutate is not None:
+                decision.mutate(ctx.json)
+                ctx.mark_json_changed()
+                if ctx.decision == "allow":
+                    ctx.decision = f"modify:{rule.info.name}"
+            outcome.active.append(rule)
+        if first_refusal is not None:
+            ctx.rule_state["_outcome"] = outcome
+            first_refusal.headers = {
+                **{k.decode("latin-1"): v.decode("latin-1") for k, v in ctx.response_headers},
+                **first_refusal.headers,
+            }
+            raise first_refusal
+        return outcome
+
+    @staticmethod
+    def _storage_failure(rule: CompiledRule) -> Decision:
+        if rule.info.on_storage_error == "deny" and not rule.info.shadow:
+            return Decision(Action.REJECT, error=GatewayError(
+                503, "The gateway cannot check limits right now; try again shortly.",
+                code="storage_unavailable", headers={"retry-after": "1"},
+            ))
+        return Decision(Action.ALLOW)
+
+    # -- response side -------------------------------------------------------
+    @staticmethod
+    def response_start(
+        outcome: RequestOutcome, ctx: RequestContext, status: int,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        for rule in outcome.active:
+            if not rule.info.shadow:
+                rule.handler.on_response_start(ctx, status, headers)
+
+    @staticmethod
+    def stream_event(
+        rules: Sequence[CompiledRule], ctx: RequestContext, event: SSEEvent
+    ) -> list[SSEEvent]:
+        events = [event]
+        for rule in rules:
+            out: list[SSEEvent] = []
+            for current in events:
+                replaced = rule.handler.on_stream_event(ctx, current)
+                out.extend([current] if replaced is None else replaced)
+            events = out
+        return events
+
+    @staticmethod
+    def response_body(rules: Sequence[CompiledRule], ctx: RequestContext, body: bytes) -> bytes:
+        for rule in rules:
+            replaced = rule.handler.on_response_body(ctx, body)
+            if replaced is not None:
+                body = replaced
+        return body
+
+    @staticmethod
+    async def complete(
+        outcome: RequestOutcome, ctx: RequestContext, storage: CounterBackend
+    ) -> None:
+        """Reconcile counters (one round trip) and let rules record the exchange."""
+        ops: list[SettleOp] = []
+        for rule in outcome.active:
+            ops.extend(rule.handler.settle(ctx))
+            rule.handler.on_complete(ctx)
+        if ops:
+            try:
+                await storage.settle(ops)
+            except StorageError as exc:
+                metrics.STORAGE_ERRORS.labels(operation="settle").inc()
+                log.warning("counter settle failed: %s", exc)

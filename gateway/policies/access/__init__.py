@@ -1,0 +1,1 @@
+"""`access`: allow or deny requests by path, model and header values."""

@@ -1,0 +1,76 @@
+"""What a policy kind provides: a config schema and a handler with stage hooks.
+
+Like Kong plugins, each kind is a folder `gateway/policies/<kind>/` with
+`schema.py` (a pydantic `Config` model) and `handler.py` (a `Handler` class).
+The chain owns the cross-cutting rules (order, match, shadow,
+on_storage_error); a handler only says what it would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.decision import ALLOW, Decision
+from gateway.storage.base import AdmitOp, OpResult, SettleOp
+from gateway.streaming.sse import SSEEvent
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """The chain-level settings of one rule, as a handler may need them."""
+
+    name: str
+    kind: str
+    shadow: bool
+    on_storage_error: Literal["allow", "deny"]
+
+
+class Handler(Generic[ConfigT]):
+    """Base handler: every hook is optional and does nothing by default."""
+
+    # Set True by kinds that rewrite or read streamed events / whole bodies.
+    reads_stream: ClassVar[bool] = False
+    reads_body: ClassVar[bool] = False
+
+    def __init__(self, rule: RuleInfo, config: ConfigT, shared: Any = None) -> None:
+        self.rule = rule
+        self.config = config
+        self.shared = shared
+
+    # -- request stage -------------------------------------------------------
+    def plan(self, ctx: RequestContext, group: int) -> Sequence[AdmitOp]:
+        """Counter ops this request needs; all rules' ops go in one round trip."""
+        return ()
+
+    def decide(self, ctx: RequestContext, results: Sequence[OpResult]) -> Decision:
+        """Decide, given the results of this rule's own ops (in plan order)."""
+        return ALLOW
+
+    # -- response stages -----------------------------------------------------
+    def on_response_start(
+        self, ctx: RequestContext, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Inspect or edit response headers before they are sent."""
+
+    def on_stream_event(self, ctx: RequestContext, event: SSEEvent) -> list[SSEEvent] | None:
+        """Return replacement events, or None to pass the event on unchanged."""
+        return None
+
+    def on_response_body(self, ctx: RequestContext, body: bytes) -> bytes | None:
+        """Return a rewritten non-streamed body, or None to keep it."""
+        return None
+
+    # -- complete stage (off the client's path) -------------------------------
+    def settle(self, ctx: RequestContext) -> Sequence[SettleOp]:
+        """Counter reconciliation after the response; one round trip for all rules."""
+        return ()
+
+    def on_complete(self, ctx: RequestContext) -> None:
+        """Anything else to record once the exchange is over."""

@@ -1,0 +1,360 @@
+"""The proxy: a pure ASGI app that runs the chain around one upstream call.
+
+Bodies stream through unbuffered unless a policy must read them; SSE events
+are decoded (I/O-free) only when a policy reads the stream. A client that
+disconnects cancels the upstream call; counters are settled after the
+response, off the client's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway import metrics
+from gateway.errors import Dialect, GatewayError, dialect_for_path, error_body
+from gateway.identity import AmbiguousCredentials, Identity
+from gateway.pipeline.chain import Chain, RequestOutcome
+from gateway.pipeline.context import RequestContext
+from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.upstream import UpstreamError, UpstreamResponse
+from gateway.streaming.sse import SSEDecoder, SSEProtocolError
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+access_log = logging.getLogger("distill_guard.access")
+
+MODEL_ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"}
+)
+KNOWN_ROUTES = MODEL_ROUTES | {"/v1/models", "/v1/messages/count_tokens"}
+CLIENT_CLOSED = 499  # nginx's convention for "client went away first"
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def route_label(path: str) -> str:
+    if path in KNOWN_ROUTES:
+        return path
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
+    return "other"
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request body was being read."""
+
+
+class ProxyHandler:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path: str = scope["path"]
+        dialect = dialect_for_path(path)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _request_id(headers)
+        ctx: RequestContext | None = None
+        response_started = False
+        outcome = RequestOutcome()
+        watcher: asyncio.Task[None] | None = None
+        status = 0
+        upstream_at = started
+        overhead = 0.0
+
+        async def send_error(error: GatewayError) -> None:
+            nonlocal status
+            status = error.status
+            extra = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                     for k, v in error.headers.items()]
+            body = error_body(dialect, error.status, error.message, code=error.code,
+                              param=error.param)
+            await send({"type": "http.response.start", "status": error.status, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()), *extra,
+            ]})
+            await send({"type": "http.response.body", "body": body})
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            try:
+                ctx = await self._context(scope, receive, dialect, request_id, started)
+                watcher = self._watch_disconnect(receive, ctx)
+                chain = self.state.chain
+                outcome = await chain.run_request(ctx, self.state.storage)
+                if outcome.delay > 0:
+                    await asyncio.sleep(outcome.delay)
+                upstream_at = time.perf_counter()
+                overhead = upstream_at - started
+                resp = await self.state.upstream.request(
+                    ctx.method, _path_qs(scope), self._upstream_headers(ctx, scope),
+                    ctx.outgoing_body(),
+                )
+            except GatewayError as error:
+                if ctx is not None and error.status == 429:
+                    ctx.decision = ctx.decision if ctx.decision != "allow" else "reject"
+                if ctx is not None and error.status != 429 and ctx.decision == "allow":
+                    ctx.decision = "error"
+                await send_error(error)
+                return
+            except UpstreamError as error:
+                metrics.UPSTREAM_ERRORS.labels(kind=type(error).__name__).inc()
+                await send_error(GatewayError(error.status, str(error), code="upstream_error"))
+                return
+            except _ClientGone:
+                status = CLIENT_CLOSED
+                return
+            headers_at = time.perf_counter()
+            ctx.upstream_seconds = headers_at - upstream_at
+            metrics.UPSTREAM_LATENCY.labels(route=route_label(path)).observe(
+                ctx.upstream_seconds)
+            try:
+                status = resp.status
+                ctx.status = status
+                response_started = True
+                overhead += await self._relay(ctx, outcome, resp, send, headers_at)
+            except UpstreamError as error:
+                metrics.UPSTREAM_ERRORS.labels(kind=type(error).__name__).inc()
+                await self._end_broken_stream(dialect, send, str(error))
+            finally:
+                resp.release()
+        except asyncio.CancelledError:
+            if ctx is None or not ctx.client_gone:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = CLIENT_CLOSED
+        except Exception:
+            access_log.exception("unexpected error in the proxy")
+            status = 500
+            if not response_started:
+                await send_error(GatewayError(500, "The gateway failed unexpectedly."))
+        finally:
+            metrics.IN_FLIGHT.dec()
+            if watcher is not None:
+                watcher.cancel()
+            if ctx is not None:
+                ctx.status = status
+                if outcome.active:
+                    self._in_background(Chain.complete(outcome, ctx, self.state.storage))
+            self._record(path, status, ctx, started, overhead)
+
+    # -- request -------------------------------------------------------------
+    async def _context(
+        self, scope: Scope, receive: Receive, dialect: Dialect, request_id: str, started: float
+    ) -> RequestContext:
+        settings = self.state.settings
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if len(headers) > settings.max_headers:
+            raise GatewayError(431, f"Too many request headers (limit {settings.max_headers}).")
+        path: str = scope["path"]
+        method: str = scope["method"]
+        is_model_route = method == "POST" and path in MODEL_ROUTES
+        policy = self.state.chain.policy
+        if not getattr(policy, "forward_unknown_paths", True) and route_label(path) == "other":
+            raise GatewayError(404, f"Unknown path {path}.", code="not_found")
+        if is_model_route:
+            content_type = _header(headers, b"content-type") or b""
+            if not content_type.split(b";")[0].strip().lower() == b"application/json":
+                raise GatewayError(415, "Requests to this route must be application/json.")
+        body = await _read_body(receive, headers, settings.max_body_bytes)
+        peer = scope.get("client") or ("", 0)
+        client_ip = self.state.client_ip.resolve(
+            peer[0], [v for k, v in headers if k == b"x-forwarded-for"])
+        try:
+            identity = self.state.identify(headers, client_ip)
+        except AmbiguousCredentials as exc:
+            raise GatewayError(401, str(exc), code="ambiguous_credentials") from exc
+        ctx = RequestContext(
+            request_id=request_id, method=method, path=path, query=scope.get("query_string", b""),
+            headers=headers, client_ip=client_ip, dialect=dialect, identity=identity,
+            body=body, started=started, is_model_route=is_model_route,
+        )
+        if is_model_route:
+            _ = ctx.json  # refuse malformed JSON before any policy or upstream sees it
+        return ctx
+
+    def _upstream_headers(self, ctx: RequestContext, scope: Scope) -> list[tuple[str, str]]:
+        out = upstream_request_headers(ctx.headers)
+        peer = (scope.get("client") or ("", 0))[0]
+        forwarded = [v.decode("latin-1") for k, v in ctx.headers if k == b"x-forwarded-for"]
+        if forwarded and self.state.client_ip.resolve(peer, []) != peer:
+            chain = ", ".join([*forwarded, peer])  # peer is a trusted proxy: extend its chain
+        else:
+            chain = peer  # an untrusted client's own X-Forwarded-For is not passed on
+        out.append(("x-forwarded-for", chain))
+        out.append(("x-request-id", ctx.request_id))
+        out.append(("accept-encoding", "identity"))
+        return out
+
+    def _watch_disconnect(self, receive: Receive, ctx: RequestContext) -> asyncio.Task[None]:
+        task = asyncio.current_task()
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    ctx.client_gone = True
+                    if task is not None:
+                        task.cancel()
+                    return
+
+        return asyncio.create_task(watch())
+
+    # -- response ------------------------------------------------------------
+    async def _relay(
+        self, ctx: RequestContext, outcome: RequestOutcome, resp: UpstreamResponse,
+        send: Send, headers_at: float,
+    ) -> float:
+        """Send the upstream response on; return the gateway time it took."""
+        content_type = _header(resp.headers, b"content-type") or b""
+        is_sse = content_type.startswith(b"text/event-stream")
+        stream_rules = outcome.stream_rules if is_sse else []
+        body_rules = [] if is_sse else outcome.body_rules
+        headers = client_response_headers(
+            resp.headers, keep_length=not (stream_rules or body_rules))
+        headers.extend(ctx.response_headers)
+        headers.append((b"x-request-id", ctx.request_id.encode()))
+        Chain.response_start(outcome, ctx, resp.status, headers)
+        start = {"type": "http.response.start", "status": resp.status, "headers": headers}
+        if body_rules:
+            body = Chain.response_body(body_rules, ctx, await resp.read())
+            headers.append((b"content-length", str(len(body)).encode()))
+            spent = time.perf_counter() - headers_at
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return spent
+        await send(start)
+        spent = time.perf_counter() - headers_at
+        if stream_rules:
+            decoder = SSEDecoder()
+            try:
+                async for chunk in resp.iter_chunks():
+                    out = [e.raw for ev in decoder.feed(chunk)
+                           for e in Chain.stream_event(stream_rules, ctx, ev)]
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out),
+                                    "more_body": True})
+                out = [e.raw for ev in decoder.flush()
+                       for e in Chain.stream_event(stream_rules, ctx, ev)]
+            except SSEProtocolError as exc:
+                raise UpstreamError(f"upstream sent a malformed event stream: {exc}") from exc
+            await send({"type": "http.response.body", "body": b"".join(out)})
+        else:
+            async for chunk in resp.iter_chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        return spent
+
+    @staticmethod
+    async def _end_broken_stream(dialect: Dialect, send: Send, message: str) -> None:
+        """End a stream the upstream broke with an error event the SDKs raise on."""
+        error = orjson.loads(error_body(dialect, 502, message))
+        if dialect is Dialect.ANTHROPIC:
+            event = b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+        else:
+            event = b"data: " + orjson.dumps(error) + b"\n\n"
+        await send({"type": "http.response.body", "body": event})
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _in_background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                access_log.exception("complete stage failed")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background settlement to finish (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _record(
+        self, path: str, status: int, ctx: RequestContext | None, started: float,
+        overhead: float,
+    ) -> None:
+        route = route_label(path)
+        decision = ctx.decision if ctx is not None else "error"
+        metrics.REQUESTS.labels(route=route, status=str(status),
+                                decision=decision.split(":", 1)[0]).inc()
+        if overhead:
+            metrics.OVERHEAD.labels(route=route).observe(overhead)
+        if self.state.settings.access_log and access_log.isEnabledFor(logging.INFO):
+            access_log.info("request", extra={"fields": {
+                "request_id": ctx.request_id if ctx else None,
+                "identity": ctx.identity.id if ctx else None,
+                "route": route, "method": ctx.method if ctx else None, "status": status,
+                "decision": decision, "overhead_ms": round(overhead * 1000, 3),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }})
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    given = _header(headers, b"x-request-id")
+    if given is not None and _REQUEST_ID.match(given):
+        return given.decode("ascii")
+    return uuid.uuid4().hex
+
+
+def _path_qs(scope: Scope) -> str:
+    # raw_path keeps the client's exact encoding; the host is always ours.
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    path = raw.decode("latin-1")
+    if not path.startswith("/"):
+        path = "/" + path
+    query: bytes = scope.get("query_string", b"")
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+    declared = _header(headers, b"content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise GatewayError(413, f"Request body too large (limit {limit} bytes).")
+        except ValueError as exc:
+            raise GatewayError(400, "Invalid Content-Length header.") from exc
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"Request body too large (limit {limit} bytes).")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+__all__ = ["Identity", "ProxyHandler"]

@@ -1,0 +1,69 @@
+"""Process settings: every flag of `distill-guard serve` is also an env var.
+
+The environment prefix is `DISTILL_GUARD_` (for example
+`DISTILL_GUARD_UPSTREAM=http://model:8000`). Policy rules live in the YAML
+policy file, not here: settings say where things are and how long to wait.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+DEMO_UPSTREAM = "demo"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISTILL_GUARD_", extra="forbid")
+
+    policy: Path = Field(
+        DEFAULT_POLICY, description="Path of the YAML policy file the gateway enforces."
+    )
+    upstream: str = Field(
+        DEMO_UPSTREAM,
+        description="Base URL of the model endpoint (e.g. http://127.0.0.1:8000), or `demo` "
+        "for the built-in demo model served in-process.",
+    )
+    redis: str = Field(
+        "memory",
+        description="Counter storage: `memory` (one process only) or a redis:// URL.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
+    workers: int = Field(1, ge=1, description="Worker processes (they share only Redis).")
+    identity_secret: SecretStr = Field(
+        SecretStr("distill-guard-dev-secret"),
+        description="Server secret for the keyed hash that turns API keys into identity ids. "
+        "Set it in production: the default is public.",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin/*; the admin API is off without one."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Peer addresses or CIDRs whose X-Forwarded-For is believed.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest request body accepted (413 above)."
+    )
+    max_headers: int = Field(100, ge=1, description="Most request headers accepted (431 above).")
+    upstream_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to connect to the upstream before a 502."
+    )
+    upstream_timeout: float = Field(
+        600.0, gt=0, description="Seconds without upstream bytes before a 504."
+    )
+    upstream_max_connections: int = Field(
+        1000, ge=1, description="Pooled keep-alive connections to the upstream."
+    )
+    redis_timeout_ms: float = Field(
+        50.0, gt=0, description="Milliseconds a Redis call may take before it counts as failed."
+    )
+    demo_word_delay: float = Field(
+        0.0, ge=0, description="Seconds between streamed words of the built-in demo model."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    access_log: bool = Field(True, description="Write one JSON log line per request.")
