@@ -25,7 +25,9 @@ from gateway.proxy.upstream import AiohttpUpstream, UpstreamError
 from gateway.settings import DEMO_UPSTREAM, Settings
 from gateway.state import GatewayState
 from gateway.storage import open_backend
-from gateway.storage.base import StorageError
+from gateway.storage.base import CounterBackend, StorageError
+from gateway.storage.breaker import CircuitBreaker
+from gateway.storage.fallback import LocalFallback
 
 log = logging.getLogger("distill_guard")
 
@@ -35,8 +37,10 @@ OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 class GatewayApp:
     """Routes /healthz, /readyz, /metrics and /admin/* to Starlette, the rest to the proxy."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, storage: CounterBackend | None = None) -> None:
+        """`storage` overrides the backend settings.redis names (tests inject clocks)."""
         self.settings = settings
+        self._storage_override = storage
         self.state: GatewayState | None = None
         self.proxy: ProxyHandler | None = None
         self.ready = False
@@ -77,12 +81,24 @@ class GatewayApp:
             max_connections=settings.upstream_max_connections,
         )
         await upstream.start()
-        storage = open_backend(settings.redis, timeout=settings.redis_timeout_ms / 1000)
+        storage = self._storage_override or open_backend(
+            settings.redis, timeout=settings.redis_timeout_ms / 1000,
+            max_connections=settings.redis_max_connections)
+        fallback: CounterBackend | None = None
+        if storage.name == "redis":
+            storage = CircuitBreaker(
+                storage, failure_threshold=settings.redis_breaker_failures,
+                reset_after=settings.redis_breaker_reset_seconds)
+            fallback = LocalFallback() if settings.storage_fallback else None
+        try:
+            await storage.prepare()
+        except StorageError as exc:  # start anyway: the breaker and fallback cover it
+            log.warning("counter storage not ready at startup: %s", exc)
         self.state = GatewayState(
             settings=settings, chain=Chain.from_policy(policy), storage=storage,
             upstream=upstream,
             hasher=IdentityHasher(settings.identity_secret.get_secret_value().encode()),
-            client_ip=ClientIPResolver(settings.trusted_proxies),
+            client_ip=ClientIPResolver(settings.trusted_proxies), fallback=fallback,
         )
         self.proxy = ProxyHandler(self.state)
         self.ready = True
@@ -151,8 +167,10 @@ class GatewayApp:
         return JSONResponse({"policy": str(self.settings.policy), "rules": rules})
 
 
-def create_app(settings: Settings | None = None) -> GatewayApp:
-    return GatewayApp(settings or Settings())
+def create_app(
+    settings: Settings | None = None, *, storage: CounterBackend | None = None
+) -> GatewayApp:
+    return GatewayApp(settings or Settings(), storage=storage)
 
 
 def create_app_from_env() -> GatewayApp:

@@ -37,4 +37,12 @@ STORAGE_ERRORS = Counter(
 POLICY_LOADS = Counter(
     "distill_guard_policy_loads_total", "Policy (re)loads by result.", ["result"]
 )
+FALLBACK_ADMITS = Counter(
+    "distill_guard_storage_fallback_admits_total",
+    "Requests whose counters were taken locally because shared storage failed.",
+)
+STORAGE_SHARED = Gauge(
+    "distill_guard_storage_shared",
+    "1 while counters are shared (Redis reachable, breaker closed), 0 in local fallback.",
+)
 IN_FLIGHT = Gauge("distill_guard_in_flight_requests", "Requests being proxied now.")

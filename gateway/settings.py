@@ -65,5 +65,19 @@ class Settings(BaseSettings):
     demo_word_delay: float = Field(
         0.0, ge=0, description="Seconds between streamed words of the built-in demo model."
     )
+    redis_max_connections: int = Field(
+        32, ge=1, description="Connections to Redis per process; bursts queue for one."
+    )
+    redis_breaker_failures: int = Field(
+        3, ge=1, description="Consecutive Redis failures that open the circuit breaker."
+    )
+    redis_breaker_reset_seconds: float = Field(
+        1.0, gt=0, description="Seconds the breaker stays open before probing Redis again."
+    )
+    storage_fallback: bool = Field(
+        True,
+        description="While Redis is away, enforce each limit divided by the rule's "
+        "fallback_replicas on local in-process counters (rules with on_storage_error: allow).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Write one JSON log line per request.")

@@ -20,6 +20,8 @@ class GatewayState:
     upstream: UpstreamClient
     hasher: IdentityHasher
     client_ip: ClientIPResolver
+    # Local counters used while shared storage is away (None: memory backend).
+    fallback: CounterBackend | None = None
 
     def identify(self, headers: list[tuple[bytes, bytes]], client_ip: str) -> Identity:
         key = extract_api_key(headers)

@@ -5,7 +5,9 @@ The chain owns what every kind shares:
 - one counter round trip for all matched rules (`admit`), one after (`settle`);
 - `shadow`: the rule's decision is counted, never enforced; its counters are
   taken in a group of their own so they never block an enforced rule;
-- `on_storage_error`: `allow` skips the rule, `deny` refuses with 503.
+- `on_storage_error`: when shared storage fails, `deny` refuses with 503 and
+  `allow` keeps the rule roughly enforced on a local in-process fallback, each
+  limit divided by the rule's `fallback_replicas` (or skips it without one).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from gateway.pipeline.decision import Action, Decision
 from gateway.pipeline.match import Predicate, compile_match
 from gateway.policies.base import Handler, RuleInfo
 from gateway.policies.registry import kinds
-from gateway.storage.base import AdmitOp, CounterBackend, OpResult, SettleOp, StorageError
+from gateway.storage.base import (
+    AdmitOp,
+    CircuitOpen,
+    CounterBackend,
+    OpResult,
+    SettleOp,
+    StorageError,
+)
+from gateway.storage.fallback import scale_op
 from gateway.streaming.sse import SSEEvent
 
 log = logging.getLogger("distill_guard.chain")
@@ -45,14 +55,19 @@ class RequestOutcome:
 
     delay: float = 0.0
     active: list[CompiledRule] = field(default_factory=list)
+    # Where this request's counters were taken, so they are settled there too.
+    storage: CounterBackend | None = None
 
+    # Shadow rules see the response too (they count what they would have
+    # charged); their handlers must not change what the client gets beyond
+    # undoing their own request-side changes (e.g. an added usage chunk).
     @property
     def stream_rules(self) -> list[CompiledRule]:
-        return [r for r in self.active if r.handler.reads_stream and not r.info.shadow]
+        return [r for r in self.active if r.handler.reads_stream]
 
     @property
     def body_rules(self) -> list[CompiledRule]:
-        return [r for r in self.active if r.handler.reads_body and not r.info.shadow]
+        return [r for r in self.active if r.handler.reads_body]
 
 
 class Chain:
@@ -70,9 +85,12 @@ class Chain:
             compiled.append(CompiledRule(info, compile_match(rule.match), handler))
         return cls(compiled, policy)
 
-    async def run_request(self, ctx: RequestContext, storage: CounterBackend) -> RequestOutcome:
+    async def run_request(
+        self, ctx: RequestContext, storage: CounterBackend,
+        fallback: CounterBackend | None = None,
+    ) -> RequestOutcome:
         """Match, take counters in one round trip, decide; raise GatewayError to refuse."""
-        outcome = RequestOutcome()
+        outcome = RequestOutcome(storage=storage)
         matched = [rule for rule in self.rules if rule.matches(ctx)]
         if not matched:
             return outcome
@@ -84,20 +102,30 @@ class Chain:
             ops.extend(rule.handler.plan(ctx, group))
             spans.append((start, len(ops)))
         results: Sequence[OpResult] = ()
+        groups: dict[int, bool] = {}
         storage_failed = False
         if ops:
             try:
-                results = (await storage.admit(ops)).results
+                admission = await storage.admit(ops)
             except StorageError as exc:
                 storage_failed = True
                 metrics.STORAGE_ERRORS.labels(operation="admit").inc()
-                log.warning("counter storage failed: %s", exc)
+                if not isinstance(exc, CircuitOpen):  # the breaker logs its own opening
+                    log.warning("counter storage failed: %s", exc)
+                if fallback is not None:
+                    admission = await fallback.admit(self._scaled(matched, spans, ops))
+                    outcome.storage = fallback
+                    metrics.FALLBACK_ADMITS.inc()
+            if not storage_failed or outcome.storage is fallback:
+                results, groups = admission.results, admission.groups_allowed
         first_refusal: GatewayError | None = None
-        for rule, (start, end) in zip(matched, spans, strict=True):
-            if storage_failed and end > start:
+        for index, (rule, (start, end)) in enumerate(zip(matched, spans, strict=True)):
+            if storage_failed and end > start and (
+                    not results or rule.info.on_storage_error == "deny"):
                 decision = self._storage_failure(rule)
             else:
-                decision = rule.handler.decide(ctx, results[start:end])
+                group = index + 1 if rule.info.shadow else ENFORCED_GROUP
+                decision = rule.handler.decide(ctx, results[start:end], groups.get(group, True))
             metrics.DECISIONS.labels(
                 rule=rule.info.name, kind=rule.info.kind, decision=decision.action.value,
                 shadow=str(rule.info.shadow).lower(),
@@ -130,6 +158,15 @@ class Chain:
             }
             raise first_refusal
         return outcome
+
+    @staticmethod
+    def _scaled(
+        matched: Sequence[CompiledRule], spans: Sequence[tuple[int, int]], ops: list[AdmitOp]
+    ) -> list[AdmitOp]:
+        out: list[AdmitOp] = []
+        for rule, (start, end) in zip(matched, spans, strict=True):
+            out.extend(scale_op(op, rule.handler.fallback_replicas) for op in ops[start:end])
+        return out
 
     @staticmethod
     def _storage_failure(rule: CompiledRule) -> Decision:
@@ -172,17 +209,19 @@ class Chain:
         return body
 
     @staticmethod
-    async def complete(
-        outcome: RequestOutcome, ctx: RequestContext, storage: CounterBackend
-    ) -> None:
+    async def complete(outcome: RequestOutcome, ctx: RequestContext) -> None:
         """Reconcile counters (one round trip) and let rules record the exchange."""
         ops: list[SettleOp] = []
         for rule in outcome.active:
-            ops.extend(rule.handler.settle(ctx))
+            settle = rule.handler.settle(ctx)
+            if outcome.storage is not None and outcome.storage.name == "memory-fallback":
+                settle = [scale_op(op, rule.handler.fallback_replicas) for op in settle]
+            ops.extend(settle)
             rule.handler.on_complete(ctx)
-        if ops:
+        if ops and outcome.storage is not None:
             try:
-                await storage.settle(ops)
+                await outcome.storage.settle(ops)
             except StorageError as exc:
                 metrics.STORAGE_ERRORS.labels(operation="settle").inc()
-                log.warning("counter settle failed: %s", exc)
+                if not isinstance(exc, CircuitOpen):
+                    log.warning("counter settle failed: %s", exc)

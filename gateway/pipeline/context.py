@@ -30,6 +30,8 @@ class RequestContext:
     decision: str = "allow"
     upstream_seconds: float = 0.0
     client_gone: bool = False
+    # The gateway answered itself (refusal or bad input): nothing went upstream.
+    refused: bool = False
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Scratch space per rule name, for state carried from request to complete.
     rule_state: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -35,9 +35,12 @@ class RuleInfo:
 class Handler(Generic[ConfigT]):
     """Base handler: every hook is optional and does nothing by default."""
 
-    # Set True by kinds that rewrite or read streamed events / whole bodies.
-    reads_stream: ClassVar[bool] = False
-    reads_body: ClassVar[bool] = False
+    # Set True (per instance or class) by rules that read streamed events or
+    # whole non-streamed bodies; the proxy decodes/buffers only for them.
+    reads_stream: bool = False
+    reads_body: bool = False
+    # Replicas sharing this rule's limits: the local fallback enforces 1/N.
+    fallback_replicas: int = 1
 
     def __init__(self, rule: RuleInfo, config: ConfigT, shared: Any = None) -> None:
         self.rule = rule
@@ -49,8 +52,11 @@ class Handler(Generic[ConfigT]):
         """Counter ops this request needs; all rules' ops go in one round trip."""
         return ()
 
-    def decide(self, ctx: RequestContext, results: Sequence[OpResult]) -> Decision:
-        """Decide, given the results of this rule's own ops (in plan order)."""
+    def decide(
+        self, ctx: RequestContext, results: Sequence[OpResult], admitted: bool
+    ) -> Decision:
+        """Decide, given this rule's own op results (plan order) and whether its
+        group was written (`admitted`: all ops of the group fit)."""
         return ALLOW
 
     # -- response stages -----------------------------------------------------

@@ -96,7 +96,7 @@ class ProxyHandler:
                 ctx = await self._context(scope, receive, dialect, request_id, started)
                 watcher = self._watch_disconnect(receive, ctx)
                 chain = self.state.chain
-                outcome = await chain.run_request(ctx, self.state.storage)
+                outcome = await chain.run_request(ctx, self.state.storage, self.state.fallback)
                 if outcome.delay > 0:
                     await asyncio.sleep(outcome.delay)
                 upstream_at = time.perf_counter()
@@ -106,10 +106,11 @@ class ProxyHandler:
                     ctx.outgoing_body(),
                 )
             except GatewayError as error:
-                if ctx is not None and error.status == 429:
-                    ctx.decision = ctx.decision if ctx.decision != "allow" else "reject"
-                if ctx is not None and error.status != 429 and ctx.decision == "allow":
-                    ctx.decision = "error"
+                if ctx is not None:
+                    ctx.refused = True
+                    if ctx.decision == "allow":
+                        ctx.decision = "error"
+                    outcome = ctx.rule_state.pop("_outcome", outcome)
                 await send_error(error)
                 return
             except UpstreamError as error:
@@ -152,7 +153,7 @@ class ProxyHandler:
             if ctx is not None:
                 ctx.status = status
                 if outcome.active:
-                    self._in_background(Chain.complete(outcome, ctx, self.state.storage))
+                    self._in_background(Chain.complete(outcome, ctx))
             self._record(path, status, ctx, started, overhead)
 
     # -- request -------------------------------------------------------------

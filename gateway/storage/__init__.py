@@ -39,13 +39,16 @@ __all__ = [
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-def open_backend(url: str, *, timeout: float, clock: Clock | None = None) -> CounterBackend:
+def open_backend(
+    url: str, *, timeout: float, clock: Clock | None = None, max_connections: int = 32
+) -> CounterBackend:
     """`"memory"` for this process only, or a `redis://`, `rediss://`, `unix://` URL."""
     if url == "memory":
         return MemoryBackend(clock)
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in _REDIS_SCHEMES:
-        return RedisBackend.from_url(url, timeout=timeout, clock=clock)
+        return RedisBackend.from_url(
+            url, timeout=timeout, clock=clock, max_connections=max_connections)
     # Only the scheme is echoed: the URL may carry a password.
     raise ValueError(
         f"unsupported storage URL scheme {scheme or '(none)'!r}: use 'memory', redis://, "

@@ -115,6 +115,10 @@ class StorageError(Exception):
     """Storage could not answer (down, slow, or broken)."""
 
 
+class CircuitOpen(StorageError):
+    """Storage is not even tried: it failed recently (see storage/breaker.py)."""
+
+
 class CounterBackend(ABC):
     """Counters with atomic multi-bucket operations, one round trip per call."""
 
@@ -131,6 +135,9 @@ class CounterBackend(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise StorageError when the backend cannot be reached."""
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Warm up (load scripts) before traffic; raise StorageError if unreachable."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -69,16 +69,24 @@ class RedisBackend(CounterBackend):
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float = 0.05, clock: Clock | None = None
+        cls, url: str, *, timeout: float = 0.05, clock: Clock | None = None,
+        max_connections: int = 32,
     ) -> RedisBackend:
-        """Connect to `redis://`, `rediss://` or `unix://`; `timeout` bounds connect and reads."""
-        client = Redis.from_url(
+        """Connect to `redis://`, `rediss://` or `unix://`; `timeout` bounds each call.
+
+        The pool is bounded and blocking: a burst of requests waits (up to
+        `timeout`) for one of `max_connections` connections instead of opening
+        hundreds at once, which Redis answers slower than a short queue.
+        """
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=max(timeout, 0.25),
             retry=Retry(NoBackoff(), 0),
         )
-        return cls(client, clock=clock)
+        return cls(Redis(connection_pool=pool), clock=clock)
 
     @property
     def client(self) -> Redis:
@@ -116,6 +124,14 @@ class RedisBackend(CounterBackend):
             else:
                 args += ["R", op.lease_id, ""]
         await self._call(self._settle_script, keys, args)
+
+    async def prepare(self) -> None:
+        """Load both scripts now, so the first burst of requests meets no NOSCRIPT."""
+        for script in (self._admit_script, self._settle_script):
+            try:
+                await self._client.script_load(script.script)
+            except (RedisError, OSError) as exc:
+                raise StorageError(f"redis script load failed: {exc}") from exc
 
     async def ping(self) -> None:
         try:

@@ -12,6 +12,7 @@ import pytest
 from gateway.app import create_app
 from gateway.demo_upstream import create_demo_app
 from gateway.settings import Settings
+from gateway.storage.base import CounterBackend
 from tests.support.server import serve_in_thread
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -30,14 +31,15 @@ def make_gateway(demo_url: str, tmp_path: Path) -> GatewayFactory:
     """Start a gateway: `with make_gateway(policy_text=..., upstream=...) as url:`."""
 
     @contextmanager
-    def start(policy_text: str | None = None, **overrides: Any) -> Iterator[str]:
+    def start(policy_text: str | None = None, storage: CounterBackend | None = None,
+              **overrides: Any) -> Iterator[str]:
         if policy_text is not None:
             policy_file = tmp_path / "policy.yaml"
             policy_file.write_text(policy_text)
             overrides.setdefault("policy", policy_file)
         overrides.setdefault("upstream", demo_url)
         overrides.setdefault("redis", "memory")
-        with serve_in_thread(create_app(Settings(**overrides))) as url:
+        with serve_in_thread(create_app(Settings(**overrides), storage=storage)) as url:
             yield url
 
     return start

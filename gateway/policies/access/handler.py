@@ -27,7 +27,9 @@ class Handler(BaseHandler[Config]):
         self._denied_header = compile_match(Match(headers=config.deny_headers)) \
             if config.deny_headers else never
 
-    def decide(self, ctx: RequestContext, results: Sequence[OpResult]) -> Decision:
+    def decide(
+        self, ctx: RequestContext, results: Sequence[OpResult], admitted: bool
+    ) -> Decision:
         if self._denied_path(ctx):
             return reject(GatewayError(404, f"Unknown path {ctx.path}.", code="not_found"))
         if self._denied_header(ctx):
