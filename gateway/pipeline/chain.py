@@ -97,7 +97,7 @@ class Chain:
         ops: list[AdmitOp] = []
         spans: list[tuple[int, int]] = []
         for index, rule in enumerate(matched):
-            group = index + 1 if rule.info.shadow else ENFORCED_GROUP
+            group = self._group(index, rule)
             start = len(ops)
             ops.extend(rule.handler.plan(ctx, group))
             spans.append((start, len(ops)))
@@ -124,7 +124,7 @@ class Chain:
                     not results or rule.info.on_storage_error == "deny"):
                 decision = self._storage_failure(rule)
             else:
-                group = index + 1 if rule.info.shadow else ENFORCED_GROUP
+                group = self._group(index, rule)
                 decision = rule.handler.decide(ctx, results[start:end], groups.get(group, True))
             metrics.DECISIONS.labels(
                 rule=rule.info.name, kind=rule.info.kind, decision=decision.action.value,
@@ -158,6 +158,11 @@ class Chain:
             }
             raise first_refusal
         return outcome
+
+    @staticmethod
+    def _group(index: int, rule: CompiledRule) -> int:
+        """Enforced rules are all-or-nothing together; shadow and isolated ones alone."""
+        return index + 1 if rule.info.shadow or rule.handler.isolated else ENFORCED_GROUP
 
     @staticmethod
     def _scaled(

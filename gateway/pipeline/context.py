@@ -30,8 +30,10 @@ class RequestContext:
     decision: str = "allow"
     upstream_seconds: float = 0.0
     client_gone: bool = False
-    # The gateway answered itself (refusal or bad input): nothing went upstream.
+    # The gateway answered itself (refusal or bad input).
     refused: bool = False
+    # The request was handed to the upstream (so it may have cost tokens).
+    sent_upstream: bool = False
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Scratch space per rule name, for state carried from request to complete.
     rule_state: dict[str, Any] = field(default_factory=dict)

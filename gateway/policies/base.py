@@ -41,6 +41,9 @@ class Handler(Generic[ConfigT]):
     reads_body: bool = False
     # Replicas sharing this rule's limits: the local fallback enforces 1/N.
     fallback_replicas: int = 1
+    # True when a refusal of this rule's counters must not stop other rules'
+    # counters being taken (it lets requests through anyway, e.g. degrade).
+    isolated: bool = False
 
     def __init__(self, rule: RuleInfo, config: ConfigT, shared: Any = None) -> None:
         self.rule = rule

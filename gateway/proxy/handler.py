@@ -101,6 +101,7 @@ class ProxyHandler:
                     await asyncio.sleep(outcome.delay)
                 upstream_at = time.perf_counter()
                 overhead = upstream_at - started
+                ctx.sent_upstream = True
                 resp = await self.state.upstream.request(
                     ctx.method, _path_qs(scope), self._upstream_headers(ctx, scope),
                     ctx.outgoing_body(),

@@ -74,14 +74,15 @@ class RedisBackend(CounterBackend):
     ) -> RedisBackend:
         """Connect to `redis://`, `rediss://` or `unix://`; `timeout` bounds each call.
 
-        The pool is bounded and blocking: a burst of requests waits (up to
-        `timeout`) for one of `max_connections` connections instead of opening
-        hundreds at once, which Redis answers slower than a short queue.
+        The pool is bounded and blocking: a burst of requests queues for one of
+        `max_connections` connections instead of opening hundreds at once. The
+        queue wait is local (no Redis involved), so it gets a longer bound than
+        a Redis call: a connection comes free within one call `timeout` anyway.
         """
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout,
+            timeout=max(10 * timeout, 0.5),
             socket_timeout=timeout,
             socket_connect_timeout=max(timeout, 0.25),
             retry=Retry(NoBackoff(), 0),

@@ -84,10 +84,13 @@ rules:
         before = evalsha_calls(redis_server)
         statuses = asyncio.run(fire([g.url for g in gateways], 500))
         after = evalsha_calls(redis_server)
+        fallbacks = [httpx.get(g.url + "/metrics").text for g in gateways]
     finally:
         for gateway in gateways:
             gateway.stop()
     assert statuses == Counter({200: 100, 429: 400})
+    for metrics in fallbacks:  # every decision came from the shared counters
+        assert "distill_guard_storage_fallback_admits_total 0.0" in metrics
     # requests-only limits settle nothing: one EVALSHA per request, admitted or not
     assert after - before == 500
 

@@ -11,7 +11,8 @@ client's path.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,8 @@ class Handler(BaseHandler[Config]):
         self._counts_tokens = any(limit.dimension in _TOKEN_DIMENSIONS
                                   for limit in config.limits)
         self.reads_body = self.reads_stream = self._counts_tokens
+        # degrade lets refused requests through: its refusal must not undo other rules
+        self.isolated = config.on_exceed == "degrade"
         self._waiting = 0  # requests this process holds in `delay` right now
 
     # -- request stage -------------------------------------------------------
@@ -99,11 +102,14 @@ class Handler(BaseHandler[Config]):
                     and self._waiting < config.max_queue)
         max_delay = config.max_delay if delay_ok else 0.0
         tag, suffix = self._scope(ctx)
+        # Our own id, never the client's X-Request-ID: a reused lease id would
+        # be admitted as "already held" and dodge the concurrency limit.
+        lease_id = uuid.uuid4().hex
         ops: list[AdmitOp] = []
         for index, limit in enumerate(config.limits):
             key = identity_key(tag, "rs", self.rule.name, str(index), suffix)
             if limit.concurrent is not None:
-                ops.append(Lease(key, limit.concurrent, ctx.request_id, LEASE_TTL, group))
+                ops.append(Lease(key, limit.concurrent, lease_id, LEASE_TTL, group))
                 continue
             rate = limit.rate
             assert rate is not None
@@ -135,9 +141,11 @@ class Handler(BaseHandler[Config]):
             return Decision(Action.ALLOW, headers=headers)
         if not refused:
             return ALLOW  # another rule refused the shared group; it speaks for it
-        if self.config.on_exceed == "degrade" and self.config.degrade is not None:
+        over_concurrency = any(isinstance(state.ops[i], Lease) for i in refused)
+        if (self.config.on_exceed == "degrade" and self.config.degrade is not None
+                and not over_concurrency):  # in-flight slots cannot be cheapened
             state.degraded = True
-            return Decision(Action.MODIFY, mutate=self._degrade, headers=headers)
+            return Decision(Action.MODIFY, mutate=self._degrader(ctx), headers=headers)
         return Decision(Action.REJECT, error=self._refusal(state, results, refused),
                         headers=headers)
 
@@ -164,17 +172,26 @@ class Handler(BaseHandler[Config]):
             "retry-after-ms": str(math.ceil(wait * 1000)),
         })
 
-    def _degrade(self, body: dict[str, Any]) -> None:
+    def _degrader(self, ctx: RequestContext) -> Callable[[dict[str, Any]], None]:
         degrade = self.config.degrade
         assert degrade is not None
-        if degrade.model is not None:
-            body["model"] = degrade.model
-        if degrade.max_tokens is not None:
-            for name in ("max_tokens", "max_completion_tokens"):
-                value = body.get(name)
-                if name == "max_tokens" or value is not None:
+        # Clamp the field the client used; reasoning models refuse `max_tokens`,
+        # so a chat request that set neither gets `max_completion_tokens`.
+        default_field: str = ("max_completion_tokens" if ctx.path == "/v1/chat/completions"
+                              else "max_tokens")
+
+        def cheapen(body: dict[str, Any]) -> None:
+            if degrade.model is not None:
+                body["model"] = degrade.model
+            if degrade.max_tokens is not None:
+                used: list[str] = [
+                    f for f in ("max_completion_tokens", "max_tokens") if f in body]
+                for name in used or [default_field]:
+                    value = body.get(name)
                     current = value if isinstance(value, int) else degrade.max_tokens
                     body[name] = min(current, degrade.max_tokens)
+
+        return cheapen
 
     def _headers(self, results: Sequence[OpResult]) -> list[tuple[bytes, bytes]]:
         views = []
@@ -224,7 +241,7 @@ class Handler(BaseHandler[Config]):
 
     def _actual_costs(self, ctx: RequestContext, state: _Request) -> dict[str, float]:
         """What the request really cost, by dimension (see README: token accounting)."""
-        if ctx.refused:
+        if not ctx.sent_upstream:  # refused, or the client left while delayed
             return {"requests": 0.0, "input_tokens": 0.0, "output_tokens": 0.0,
                     "total_tokens": 0.0}
         usage = state.tracker.usage if state.tracker is not None else state.usage
