@@ -24,8 +24,11 @@ class Handler(BaseHandler[Config]):
             if config.deny_models else never
         self._denied_path = compile_match(Match(paths=config.deny_paths)) \
             if config.deny_paths else never
-        self._denied_header = compile_match(Match(headers=config.deny_headers)) \
-            if config.deny_headers else never
+        # any one listed header matching is enough to refuse
+        header_checks = [compile_match(Match(headers={name: values}))
+                         for name, values in config.deny_headers.items()]
+        self._denied_header = (lambda ctx: any(c(ctx) for c in header_checks)) \
+            if header_checks else never
 
     def decide(
         self, ctx: RequestContext, results: Sequence[OpResult], admitted: bool
