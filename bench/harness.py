@@ -29,7 +29,8 @@ STOP_GRACE_S = 5.0
 DEMO_UPSTREAM_CODE = """
 import sys, uvicorn
 from gateway.demo_upstream import DemoConfig, create_demo_app
-uvicorn.run(create_demo_app(DemoConfig(fast=True)), host=sys.argv[1], port=int(sys.argv[2]),
+config = DemoConfig(fast=True, word_delay=float(sys.argv[3]))
+uvicorn.run(create_demo_app(config), host=sys.argv[1], port=int(sys.argv[2]),
             loop="uvloop", http="httptools", log_level="warning", access_log=False)
 """
 
@@ -125,9 +126,10 @@ def http_get_text(url: str, timeout: float = 5.0) -> str:
 
 
 # -- the servers ---------------------------------------------------------------------------------
-def start_demo_upstream(log_dir: Path) -> Service:
+def start_demo_upstream(log_dir: Path, word_delay: float = 0.0) -> Service:
+    """The demo model in fast (benchmark) mode; `word_delay` paces streamed words only."""
     port = free_port()
-    argv = [sys.executable, "-c", DEMO_UPSTREAM_CODE, LOOPBACK, str(port)]
+    argv = [sys.executable, "-c", DEMO_UPSTREAM_CODE, LOOPBACK, str(port), str(word_delay)]
     service = start_service("upstream", f"http://{LOOPBACK}:{port}", argv, log_dir)
     wait_until_ok(service, "/healthz")
     return service
@@ -183,6 +185,17 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time all processes on the machine spent in user and kernel mode so far.
+
+    Interrupt and softirq time (where loopback traffic is partly accounted) and steal are left
+    out, so that what remains compares with the per-process times of /proc/<pid>/stat.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system = (int(v) for v in fields[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
 
 
 def usable_cores() -> int:

@@ -17,6 +17,7 @@ Non-2xx answers, exceptions and truncated streams count as errors, by kind.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import sys
@@ -28,11 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is installed with the gateway
-    uvloop = None
+import uvloop
 
 REQUEST_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 10.0
@@ -50,6 +47,14 @@ class PhaseSpec:
     concurrency: int = 32
     rate: float = 500.0
     max_connections: int = 1024
+    api_keys: int = 1  # distinct `Authorization: Bearer` keys, used in turn
+    key_prefix: str = "bench-key"
+
+    def header_sets(self) -> list[dict[str, str]]:
+        """One header dict per API key: requests cycle through them."""
+        width = len(str(self.api_keys - 1))
+        return [{**self.headers, "Authorization": f"Bearer {self.key_prefix}-{i:0{width}d}"}
+                for i in range(self.api_keys)]
 
 
 @dataclass(slots=True)
@@ -96,8 +101,13 @@ def _ms_summary(seconds: list[float]) -> dict[str, float | None]:
 
 
 # -- one request ---------------------------------------------------------------------------
-async def _plain(session: aiohttp.ClientSession, spec: PhaseSpec, started: float) -> Sample:
-    async with session.post(spec.url, data=spec.body, headers=spec.headers) as resp:
+Sender = Callable[[aiohttp.ClientSession, PhaseSpec, dict[str, str], float], Awaitable[Sample]]
+
+
+async def _plain(
+    session: aiohttp.ClientSession, spec: PhaseSpec, headers: dict[str, str], started: float,
+) -> Sample:
+    async with session.post(spec.url, data=spec.body, headers=headers) as resp:
         await resp.read()
         elapsed = time.perf_counter() - started
         if not 200 <= resp.status < 300:
@@ -117,12 +127,14 @@ def _first_content_event(buffer: bytes) -> bool:
     return False
 
 
-async def _streamed(session: aiohttp.ClientSession, spec: PhaseSpec, started: float) -> Sample:
+async def _streamed(
+    session: aiohttp.ClientSession, spec: PhaseSpec, headers: dict[str, str], started: float,
+) -> Sample:
     first_byte: float | None = None
     first_token: float | None = None
     head = b""  # bytes kept until the first content event is seen
     tail = b""
-    async with session.post(spec.url, data=spec.body, headers=spec.headers) as resp:
+    async with session.post(spec.url, data=spec.body, headers=headers) as resp:
         async for chunk in resp.content.iter_any():
             now = time.perf_counter() - started
             if first_byte is None:
@@ -141,22 +153,24 @@ async def _streamed(session: aiohttp.ClientSession, spec: PhaseSpec, started: fl
 
 
 async def _one(
-    send: Callable[[aiohttp.ClientSession, PhaseSpec, float], Awaitable[Sample]],
-    session: aiohttp.ClientSession, spec: PhaseSpec, started: float,
+    send: Sender, session: aiohttp.ClientSession, spec: PhaseSpec, headers: dict[str, str],
+    started: float,
 ) -> Sample:
     try:
-        return await send(session, spec, started)
+        return await send(session, spec, headers, started)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return Sample(False, time.perf_counter() - started, error=type(exc).__name__)
 
 
 # -- load patterns ---------------------------------------------------------------------------
 async def _closed_loop(session: aiohttp.ClientSession, spec: PhaseSpec, rec: Recorder) -> None:
+    keys = itertools.cycle(spec.header_sets())
+
     async def worker() -> None:
         while time.perf_counter() < rec.measure_to:
             started = time.perf_counter()
             rec.issued += 1
-            sample = await _one(_plain, session, spec, started)
+            sample = await _one(_plain, session, spec, next(keys), started)
             if rec.measure_from <= time.perf_counter() < rec.measure_to:
                 rec.samples.append(sample)
 
@@ -168,9 +182,10 @@ async def _open_loop(session: aiohttp.ClientSession, spec: PhaseSpec, rec: Recor
     interval = 1.0 / spec.rate
     start = time.perf_counter()
     tasks: set[asyncio.Task[None]] = set()
+    keys = itertools.cycle(spec.header_sets())
 
     async def fire(scheduled: float, keep: bool) -> None:
-        sample = await _one(send, session, spec, scheduled)
+        sample = await _one(send, session, spec, next(keys), scheduled)
         if keep:
             rec.samples.append(sample)
 
@@ -238,8 +253,7 @@ def main(argv: list[str]) -> int:
         print("usage: loadgen.py '<phase spec as JSON>'", file=sys.stderr)
         return 2
     spec = PhaseSpec(**json.loads(argv[0]))
-    loop_factory = uvloop.new_event_loop if uvloop is not None else None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         result = runner.run(run_phase(spec))
     print(json.dumps(result))
     return 0
