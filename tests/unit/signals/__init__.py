@@ -1,0 +1,1 @@
+"""Tests for gateway.signals: prompt extraction, fingerprints, elicitation patterns."""
