@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from gateway.proxy.client_ip import ClientIPResolver
 from gateway.proxy.handler import ProxyHandler, Receive, Scope, Send
 from gateway.proxy.upstream import AiohttpUpstream, UpstreamError
 from gateway.settings import DEMO_UPSTREAM, Settings
+from gateway.signals.suspicion import Standing, Standings
 from gateway.state import GatewayState
 from gateway.storage import open_backend
 from gateway.storage.base import CounterBackend, StorageError
@@ -50,6 +52,8 @@ class GatewayApp:
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics),
                 Route("/admin/policy", self.admin_policy),
+                Route("/admin/identities", self.admin_identities),
+                Route("/admin/identities/{identity}", self.admin_identity),
             ],
             lifespan=self.lifespan,
         )
@@ -94,11 +98,13 @@ class GatewayApp:
             await storage.prepare()
         except StorageError as exc:  # start anyway: the breaker and fallback cover it
             log.warning("counter storage not ready at startup: %s", exc)
+        standings = Standings()
         self.state = GatewayState(
-            settings=settings, chain=Chain.from_policy(policy), storage=storage,
+            settings=settings, chain=Chain.from_policy(policy, standings), storage=storage,
             upstream=upstream,
             hasher=IdentityHasher(settings.identity_secret.get_secret_value().encode()),
             client_ip=ClientIPResolver(settings.trusted_proxies), fallback=fallback,
+            standings=standings,
         )
         self.proxy = ProxyHandler(self.state)
         self.ready = True
@@ -154,6 +160,40 @@ class GatewayApp:
                                 headers={"www-authenticate": "Bearer"})
         return None
 
+    async def admin_identities(self, request: Request) -> Response:
+        """Identities this process has scored, most suspicious first.
+
+        `?flagged=true` keeps flagged ones; `?shadow=true` lists what shadow
+        rules recorded instead of what enforced rules hold.
+        """
+        if (refusal := self._admin_refusal(request)) is not None:
+            return refusal
+        assert self.state is not None
+        now = time.time()
+        shadow = request.query_params.get("shadow") == "true"
+        flagged_only = request.query_params.get("flagged") == "true"
+        rows = [{"identity": identity, **_standing_json(standing, now)}
+                for identity, standing in self.state.standings.items(shadow=shadow)
+                if standing.flagged or not flagged_only]
+        rows.sort(key=lambda row: -float(row["suspicion"]))
+        return JSONResponse({"identities": rows[:1000], "count": len(rows), "shadow": shadow})
+
+    async def admin_identity(self, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request)) is not None:
+            return refusal
+        assert self.state is not None
+        identity = request.path_params["identity"]
+        enforced, shadow = self.state.standings.lookup(identity)
+        if enforced is None and shadow is None:
+            return JSONResponse({"error": f"no evidence for identity {identity!r}"},
+                                status_code=404)
+        now = time.time()
+        return JSONResponse({
+            "identity": identity,
+            "enforced": _standing_json(enforced, now) if enforced is not None else None,
+            "shadow": _standing_json(shadow, now) if shadow is not None else None,
+        })
+
     async def admin_policy(self, request: Request) -> Response:
         if (refusal := self._admin_refusal(request)) is not None:
             return refusal
@@ -165,6 +205,17 @@ class GatewayApp:
             for r in chain.rules
         ]
         return JSONResponse({"policy": str(self.settings.policy), "rules": rules})
+
+
+def _standing_json(standing: Standing, now: float) -> dict[str, Any]:
+    return {
+        "suspicion": round(standing.current(now), 4),
+        "suspicion_at_last_request": round(standing.suspicion, 4),
+        "last_request_at": standing.at, "flagged": standing.flagged,
+        "actions": standing.actions, "throttle": standing.throttle,
+        "perturb_level": standing.perturb_level, "signals": standing.signals,
+        "evidence": standing.evidence,
+    }
 
 
 def create_app(

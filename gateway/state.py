@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.identity import Identity, IdentityHasher, extract_api_key
 from gateway.pipeline.chain import Chain
 from gateway.proxy.client_ip import ClientIPResolver
 from gateway.proxy.upstream import UpstreamClient
 from gateway.settings import Settings
+from gateway.signals.suspicion import Standings
 from gateway.storage.base import CounterBackend
 
 
@@ -22,6 +23,8 @@ class GatewayState:
     client_ip: ClientIPResolver
     # Local counters used while shared storage is away (None: memory backend).
     fallback: CounterBackend | None = None
+    # What prompt_diversity rules hold against identities (kept across reloads).
+    standings: Standings = field(default_factory=Standings)
 
     def identify(self, headers: list[tuple[bytes, bytes]], client_ip: str) -> Identity:
         key = extract_api_key(headers)

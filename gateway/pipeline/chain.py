@@ -30,6 +30,7 @@ from gateway.storage.base import (
     AdmitOp,
     CircuitOpen,
     CounterBackend,
+    ObserveResult,
     OpResult,
     SettleOp,
     StorageError,
@@ -101,7 +102,7 @@ class Chain:
             start = len(ops)
             ops.extend(rule.handler.plan(ctx, group))
             spans.append((start, len(ops)))
-        results: Sequence[OpResult] = ()
+        results: Sequence[OpResult | ObserveResult] = ()
         groups: dict[int, bool] = {}
         storage_failed = False
         if ops:
@@ -118,6 +119,7 @@ class Chain:
                     metrics.FALLBACK_ADMITS.inc()
             if not storage_failed or outcome.storage is fallback:
                 results, groups = admission.results, admission.groups_allowed
+                ctx.storage_now = admission.now
         first_refusal: GatewayError | None = None
         for index, (rule, (start, end)) in enumerate(zip(matched, spans, strict=True)):
             if storage_failed and end > start and (
@@ -216,6 +218,23 @@ class Chain:
     @staticmethod
     async def complete(outcome: RequestOutcome, ctx: RequestContext) -> None:
         """Reconcile counters (one round trip) and let rules record the exchange."""
+        storage = outcome.storage
+        cross = [(rule, rule.handler.cross_ops(ctx)) for rule in outcome.active]
+        cross_ops = [op for _, rule_ops in cross for op in rule_ops]
+        if cross_ops and storage is not None:
+            try:
+                results = (await storage.admit(cross_ops)).results
+            except StorageError as exc:
+                metrics.STORAGE_ERRORS.labels(operation="cross").inc()
+                if not isinstance(exc, CircuitOpen):
+                    log.warning("cross-identity counters failed: %s", exc)
+            else:
+                start = 0
+                for rule, rule_ops in cross:
+                    if rule_ops:
+                        end = start + len(rule_ops)
+                        rule.handler.on_cross_results(ctx, results[start:end])
+                        start = end
         ops: list[SettleOp] = []
         for rule in outcome.active:
             settle = rule.handler.settle(ctx)

@@ -35,6 +35,12 @@ class RequestContext:
     # The request was handed to the upstream (so it may have cost tokens).
     sent_upstream: bool = False
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Time of the counter storage's answer for this request (Redis TIME), 0 if none.
+    storage_now: float = 0.0
+    # The identity's standing from earlier requests (suspicion, throttle, ...).
+    suspicion: float = 0.0
+    throttle: float = 1.0
+    perturb_level: int = 0
     # Scratch space per rule name, for state carried from request to complete.
     rule_state: dict[str, Any] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 from collections.abc import Callable
 
@@ -31,6 +32,12 @@ class Match(BaseModel):
     )
     authenticated: bool | None = Field(
         None, description="Only requests with (true) or without (false) an API key."
+    )
+    suspicion: str | None = Field(
+        None,
+        description='Compare the identity\'s suspicion score (0..1, from prompt_diversity '
+        'rules, as of its previous request), e.g. ">= 0.6" or "< 0.3".',
+        pattern=r"^\s*(>=|<=|>|<|==)\s*(0(\.\d+)?|1(\.0+)?|\.\d+)\s*$",
     )
 
 
@@ -64,9 +71,24 @@ def compile_match(match: Match) -> Predicate:
     if match.authenticated is not None:
         wanted = match.authenticated
         checks.append(lambda ctx: ctx.identity.authenticated is wanted)
+    if match.suspicion is not None:
+        symbol, value = _comparison(match.suspicion)
+        compare = _COMPARE[symbol]
+        checks.append(lambda ctx: compare(ctx.suspicion, value))
     if not checks:
         return lambda ctx: True
     return lambda ctx: all(check(ctx) for check in checks)
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+}
+
+
+def _comparison(text: str) -> tuple[str, float]:
+    found = re.match(r"^\s*(>=|<=|>|<|==)\s*([0-9.]+)\s*$", text)
+    assert found is not None  # the schema's pattern already holds
+    return found.group(1), float(found.group(2))
 
 
 def _header_check(name: bytes, values: re.Pattern[str]) -> Predicate:

@@ -16,10 +16,11 @@ from pydantic import BaseModel
 
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.decision import ALLOW, Decision
-from gateway.storage.base import AdmitOp, OpResult, SettleOp
+from gateway.storage.base import AdmitOp, ObserveResult, OpResult, SettleOp
 from gateway.streaming.sse import SSEEvent
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+Result = OpResult | ObserveResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Handler(Generic[ConfigT]):
         return ()
 
     def decide(
-        self, ctx: RequestContext, results: Sequence[OpResult], admitted: bool
+        self, ctx: RequestContext, results: Sequence[Result], admitted: bool
     ) -> Decision:
         """Decide, given this rule's own op results (plan order) and whether its
         group was written (`admitted`: all ops of the group fit)."""
@@ -77,6 +78,14 @@ class Handler(Generic[ConfigT]):
         return None
 
     # -- complete stage (off the client's path) -------------------------------
+    def cross_ops(self, ctx: RequestContext) -> Sequence[AdmitOp]:
+        """Counters keyed by something other than the identity (other Cluster
+        slots, e.g. a template's set of identities); one call, before settle."""
+        return ()
+
+    def on_cross_results(self, ctx: RequestContext, results: Sequence[Result]) -> None:
+        """Receive the results of `cross_ops` (plan order)."""
+
     def settle(self, ctx: RequestContext) -> Sequence[SettleOp]:
         """Counter reconciliation after the response; one round trip for all rules."""
         return ()

@@ -188,6 +188,11 @@ class ProxyHandler:
             headers=headers, client_ip=client_ip, dialect=dialect, identity=identity,
             body=body, started=started, is_model_route=is_model_route,
         )
+        standing = self.state.standings.get(identity.id)
+        if standing is not None:
+            ctx.suspicion = standing.current(time.time())
+            ctx.throttle = standing.throttle
+            ctx.perturb_level = standing.perturb_level
         if is_model_route:
             _ = ctx.json  # refuse malformed JSON before any policy or upstream sees it
         return ctx

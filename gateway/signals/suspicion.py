@@ -48,23 +48,33 @@ class Standing:
 
 
 class Standings:
-    """Bounded LRU of identity -> Standing, shared by all rules of a process."""
+    """Bounded LRUs of identity -> Standing, shared by all rules of a process.
+
+    Shadow rules record into a separate map: investigators see what they
+    would have done, but nothing they record steers other rules.
+    """
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self._items: OrderedDict[str, Standing] = OrderedDict()
+        self._enforced: OrderedDict[str, Standing] = OrderedDict()
+        self._shadow: OrderedDict[str, Standing] = OrderedDict()
         self._capacity = capacity
 
     def get(self, identity: str) -> Standing | None:
-        standing = self._items.get(identity)
+        standing = self._enforced.get(identity)
         if standing is not None:
-            self._items.move_to_end(identity)
+            self._enforced.move_to_end(identity)
         return standing
 
-    def put(self, identity: str, standing: Standing) -> None:
-        self._items[identity] = standing
-        self._items.move_to_end(identity)
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+    def put(self, identity: str, standing: Standing, *, shadow: bool = False) -> None:
+        items = self._shadow if shadow else self._enforced
+        items[identity] = standing
+        items.move_to_end(identity)
+        while len(items) > self._capacity:
+            items.popitem(last=False)
 
-    def items(self) -> list[tuple[str, Standing]]:
-        return list(self._items.items())
+    def items(self, *, shadow: bool = False) -> list[tuple[str, Standing]]:
+        return list((self._shadow if shadow else self._enforced).items())
+
+    def lookup(self, identity: str) -> tuple[Standing | None, Standing | None]:
+        """(enforced, shadow) standings of one identity, for investigators."""
+        return self._enforced.get(identity), self._shadow.get(identity)

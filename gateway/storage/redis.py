@@ -8,6 +8,12 @@ scripts use it instead of `TIME`; production code never passes a clock.
 Every failure (refused connection, timeout, script error) surfaces as
 `StorageError`. Commands are not retried: the caller's storage-error policy
 and circuit breaker decide, and a timed-out EVALSHA may still have run.
+
+Redis Cluster: every key a script touches is in KEYS and shares the call's
+hash tag, except an `Observe`'s sub-window keys, which depend on Redis TIME
+and so are derived inside admit.lua as `<key>:<suffix>`. Its `key` goes in
+KEYS instead: it routes the call, and the derived keys carry the same hash
+tag, so they live on the same slot.
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from gateway.storage.base import (
     Admission,
     AdmitOp,
     CounterBackend,
+    Lease,
+    MergeState,
+    Observe,
+    ObserveResult,
     OpResult,
     SettleOp,
     StorageError,
 )
 
-_FIELDS = 6  # reply fields per admit op: allowed, limit, remaining, reset, retry, delay
+_FIELDS = 6  # reply fields per bucket or lease op: allowed, limit, remaining, reset, retry, delay
 
 
 def _script(name: str) -> str:
@@ -107,8 +117,10 @@ class RedisBackend(CounterBackend):
             if isinstance(op, Acquire):
                 t = op.period / op.rate
                 args += ["A", group, _num(t), _num(op.burst), _num(op.cost), _num(op.max_delay)]
-            else:
+            elif isinstance(op, Lease):
                 args += ["L", group, str(int(op.limit)), op.lease_id, _num(op.ttl), ""]
+            else:
+                args += _observe_args(op, group)
         args[1] = str(len(dense))
         reply = await self._call(self._admit_script, keys, args)
         return _parse_admission(ops, reply)
@@ -122,6 +134,11 @@ class RedisBackend(CounterBackend):
             keys.append(op.key)
             if isinstance(op, Adjust):
                 args += ["J", _num(op.period / op.rate), _num(op.delta)]
+            elif isinstance(op, MergeState):
+                keys[-1] = op.key + ":state"
+                args += ["M", _num(op.ttl), str(len(op.fields))]
+                for field, value in op.fields:
+                    args += [field, value]
             else:
                 args += ["R", op.lease_id, ""]
         await self._call(self._settle_script, keys, args)
@@ -155,12 +172,37 @@ class RedisBackend(CounterBackend):
             raise StorageError(f"redis call failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _observe_args(op: Observe, group: str) -> list[str]:
+    """The fields of one observe op (see the ARGV layout in admit.lua)."""
+    args = [
+        "O", group, _num(op.window / op.slots), str(op.slots), _num(op.window),
+        str(len(op.members)), str(len(op.counters)),
+        op.tally_member or "", "0" if op.tally_member is None else "1",
+        "1" if op.read_state else "0",
+    ]  # fmt: skip
+    for name, member in op.members:
+        args += [name, member]
+    for name, increment in op.counters:
+        args += [name, _num(increment)]
+    return args
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
 def _parse_admission(ops: Sequence[AdmitOp], reply: Any) -> Admission:
     try:
         now = float(reply[0])
         results: list[OpResult] = []
-        for i in range(len(ops)):
-            f = reply[1 + i * _FIELDS : 1 + (i + 1) * _FIELDS]
+        pos = 1
+        for op in ops:
+            if isinstance(op, Observe):
+                observed, pos = _parse_observe(op, reply, pos)
+                results.append(observed)
+                continue
+            f = reply[pos : pos + _FIELDS]
+            pos += _FIELDS
             results.append(
                 OpResult(
                     allowed=int(f[0]) == 1,
@@ -171,9 +213,33 @@ def _parse_admission(ops: Sequence[AdmitOp], reply: Any) -> Admission:
                     delay=float(f[5]),
                 )
             )
+        if pos != len(reply):
+            raise ValueError("reply length does not match the ops")
     except (TypeError, ValueError, IndexError) as exc:
         raise StorageError(f"unexpected reply from admit.lua: {reply!r}") from exc
     groups: dict[int, bool] = {}
     for op, result in zip(ops, results, strict=True):
-        groups[op.group] = groups.get(op.group, True) and result.allowed
+        if isinstance(op, Observe):  # never refuses: it decides nothing
+            groups.setdefault(op.group, True)
+        else:
+            groups[op.group] = groups.get(op.group, True) and result.allowed
     return Admission(results=tuple(results), groups_allowed=groups, now=now)
+
+
+def _parse_observe(op: Observe, reply: Any, pos: int) -> tuple[ObserveResult, int]:
+    distinct: dict[str, float] = {}
+    for name in op.set_names:
+        distinct[name] = float(reply[pos])
+        pos += 1
+    totals: dict[str, float] = {}
+    for name in op.counter_names:
+        totals[name] = float(reply[pos])
+        pos += 1
+    tally = float(reply[pos])
+    count = int(reply[pos + 1])
+    pos += 2
+    state: dict[str, str] = {}
+    for _ in range(count):
+        state[_text(reply[pos])] = _text(reply[pos + 1])
+        pos += 2
+    return ObserveResult(distinct, totals, tally, state), pos

@@ -17,7 +17,9 @@ class Handler(BaseHandler[Config]):
     def __init__(self, rule: RuleInfo, config: Config, shared: Any = None) -> None:
         super().__init__(rule, config, shared)
         # Compiled once here so the request path does no config parsing.
-        never = lambda ctx: False  # noqa: E731
+        def never(ctx: RequestContext) -> bool:
+            return False
+
         self._allowed = compile_match(Match(models=config.allow_models)) \
             if config.allow_models is not None else None
         self._denied_model = compile_match(Match(models=config.deny_models)) \

@@ -51,7 +51,7 @@ _USAGE_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1
 class _Request:
     """This rule's view of one request, from plan to settle."""
 
-    ops: list[AdmitOp]
+    ops: list[Acquire | Lease]
     input_estimate: int
     output_reserved: int
     written: bool = False  # our buckets were taken (group admitted)
@@ -61,6 +61,7 @@ class _Request:
     tracker: StreamUsageTracker | None = None
     usage: UsageCounts | None = None
     charged: dict[int, float] = field(default_factory=dict)  # op index -> units taken
+    scale: float = 1.0  # units charged per unit used (throttled identities pay more)
 
 
 class Handler(BaseHandler[Config]):
@@ -96,8 +97,10 @@ class Handler(BaseHandler[Config]):
         output = 0
         if counts and ctx.path != "/v1/embeddings":
             output = requested_output_tokens(body, config.default_output_tokens)
-        costs = {"requests": 1.0, "input_tokens": float(input_estimate),
-                 "output_tokens": float(output), "total_tokens": float(input_estimate + output)}
+        # A throttled identity (prompt_diversity) pays 1/throttle units per unit.
+        scale = 1.0 / ctx.throttle if ctx.throttle > 0 else 1.0
+        costs = {"requests": scale, "input_tokens": scale * input_estimate,
+                 "output_tokens": scale * output, "total_tokens": scale * (input_estimate + output)}
         delay_ok = (config.on_exceed == "delay" and not self.rule.shadow
                     and self._waiting < config.max_queue)
         max_delay = config.max_delay if delay_ok else 0.0
@@ -105,7 +108,7 @@ class Handler(BaseHandler[Config]):
         # Our own id, never the client's X-Request-ID: a reused lease id would
         # be admitted as "already held" and dodge the concurrency limit.
         lease_id = uuid.uuid4().hex
-        ops: list[AdmitOp] = []
+        ops: list[Acquire | Lease] = []
         for index, limit in enumerate(config.limits):
             key = identity_key(tag, "rs", self.rule.name, str(index), suffix)
             if limit.concurrent is not None:
@@ -115,7 +118,7 @@ class Handler(BaseHandler[Config]):
             assert rate is not None
             ops.append(Acquire(key, rate.amount, rate.period, limit.burst or rate.amount,
                                costs[limit.dimension], max_delay, group))
-        state = _Request(ops, input_estimate, output)
+        state = _Request(ops, input_estimate, output, scale=scale)
         if counts and ctx.streaming:
             state.tracker = StreamUsageTracker(ctx.dialect.value)
             if ctx.dialect is Dialect.OPENAI and ctx.path != "/v1/embeddings":
@@ -234,7 +237,7 @@ class Handler(BaseHandler[Config]):
                     ops.append(Release(op.key, op.lease_id))
                 continue
             limit = self.config.limits[index]
-            delta = actual[limit.dimension] - state.charged.get(index, 0.0)
+            delta = actual[limit.dimension] * state.scale - state.charged.get(index, 0.0)
             if delta:
                 ops.append(Adjust(op.key, op.rate, op.period, op.burst, delta))
         return ops

@@ -1,17 +1,39 @@
--- admit.lua: take GCRA buckets and concurrency leases, each group all-or-nothing.
+-- admit.lua: take GCRA buckets and concurrency leases, each group all-or-nothing,
+-- then count sliding-window signals (observe ops), which never refuse.
 -- Mirrored line for line by gateway/storage/memory.py; tests/contract holds them equal.
 --
 -- KEYS[i]  the key of op i. The caller builds every key name (never this script)
 --          so Redis Cluster can route; all keys of one call share a hash tag.
+--          Exception: an observe op's sub-window keys depend on the time, so
+--          they are derived here as KEYS[i] .. ":" .. suffix. KEYS[i] carries the
+--          hash tag, so the derived keys hash to the same Cluster slot as the
+--          key that routed the call.
 -- ARGV[1]  now in seconds, or "" to read Redis TIME. Only tests inject a clock.
 -- ARGV[2]  number of groups G; ops carry dense group numbers 1..G in order of
---          first appearance, and groups are decided in that order.
--- ARGV[3..] six fields per op:
---          bucket: "A", group, T (= period / rate), burst, cost, max_delay
---          lease:  "L", group, limit, lease_id, ttl, ""
--- Reply    {now, then per op: allowed (0/1), limit, remaining, reset_after,
---          retry_after, delay}. Numbers travel as strings: Redis truncates Lua
---          numbers to integers in replies.
+--          first appearance, and groups are decided in that order. Observe ops
+--          carry a group too but decide nothing: they run after every group, in
+--          call order, whether or not their group was admitted.
+-- ARGV[3..] per op, in order, its kind first:
+--          bucket:  "A", group, T (= period / rate), burst, cost, max_delay
+--          lease:   "L", group, limit, lease_id, ttl, ""
+--          observe: "O", group, sub (= window / slots), slots, window, M, C,
+--                   tally_member, has_tally (0/1), read_state (0/1),
+--                   then M pairs (set name, member), then C pairs (counter, increment)
+-- Reply    {now, then per op:
+--          bucket, lease: allowed (0/1), limit, remaining, reset_after, retry_after, delay
+--          observe: PFCOUNT per set name, sum per counter name (names in order of
+--                   first appearance), tally, S, then S state field/value pairs}.
+--          Numbers travel as strings: Redis truncates Lua numbers to integers in replies.
+--
+-- Observe keys, for sub-window idx = floor(now / sub):
+--   KEYS[i]:<idx>:s:<set>  HyperLogLog of the set's members
+--   KEYS[i]:<idx>:c        hash: "c" .. counter -> float64 sum, "t" .. member -> occurrences
+--                          (counters and tally share one hash: one key less per sub-window)
+--   KEYS[i]:state          hash written by settle.lua (MergeState), read when asked
+-- each sub-window key expiring `window` seconds after its sub-window ends.
+-- Counters are added as float64 and stored with 17 significant digits (exact
+-- round trip), not with HINCRBYFLOAT, whose long double sums the memory
+-- backend could not mirror.
 --
 -- A bucket stores its TAT as "<whole seconds>:<fraction>": a float64 of epoch
 -- seconds resolves only ~0.24 us, and adding to it op after op drifts by
@@ -22,7 +44,8 @@
 -- is on time. It also absorbs float error at exact boundaries.
 
 local EPS = 1e-6
-local STRIDE = 6
+local STRIDE = 6 -- fields of a bucket or lease op
+local OBSERVE_HEAD = 10 -- fields of an observe op before its pairs
 
 local ns, nf
 if ARGV[1] == '' then
@@ -94,9 +117,19 @@ local members = {}
 for g = 1, ngroups do
   members[g] = {}
 end
+-- at[i]: where op i's fields start. Observe ops join no group: they never refuse.
+local at = {}
+local observes = {}
+local pos = 3
 for i = 1, n do
-  local g = tonumber(ARGV[3 + (i - 1) * STRIDE + 1])
-  table.insert(members[g], i)
+  at[i] = pos
+  if ARGV[pos] == 'O' then
+    table.insert(observes, i)
+    pos = pos + OBSERVE_HEAD + 2 * (tonumber(ARGV[pos + 5]) + tonumber(ARGV[pos + 6]))
+  else
+    table.insert(members[tonumber(ARGV[pos + 1])], i)
+    pos = pos + STRIDE
+  end
 end
 
 local reply = {}
@@ -107,7 +140,7 @@ for g = 1, ngroups do
   local ok = true
   for _, i in ipairs(members[g]) do
     local key = KEYS[i]
-    local a = 3 + (i - 1) * STRIDE
+    local a = at[i]
     if ARGV[a] == 'A' then
       local T = tonumber(ARGV[a + 2])
       local burst = tonumber(ARGV[a + 3])
@@ -184,7 +217,7 @@ for g = 1, ngroups do
   else
     for _, i in ipairs(members[g]) do
       if reply[i][1] == 1 then
-        local a = 3 + (i - 1) * STRIDE
+        local a = at[i]
         if ARGV[a] == 'A' then
           reply[i] = unchanged_bucket(KEYS[i], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
         else
@@ -193,6 +226,173 @@ for g = 1, ngroups do
       end
     end
   end
+end
+
+-- unpack() takes a few thousand values at most: long argument lists go in pieces.
+local CHUNK = 1000
+
+local function any_exists(keys)
+  for c = 1, #keys, CHUNK do
+    if redis.call('EXISTS', unpack(keys, c, math.min(c + CHUNK - 1, #keys))) > 0 then
+      return true
+    end
+  end
+  return false
+end
+
+-- Count one request into the window of KEYS[i] and read the window back.
+local function observe(key, a)
+  local sub = tonumber(ARGV[a + 2])
+  local slots = tonumber(ARGV[a + 3])
+  local window = tonumber(ARGV[a + 4])
+  local nm = tonumber(ARGV[a + 5])
+  local nc = tonumber(ARGV[a + 6])
+  local has_tally = ARGV[a + 8] == '1'
+  local read_state = ARGV[a + 9] == '1'
+  local idx = math.floor(now / sub)
+  local first = idx - slots + 1
+  -- Each sub-window key lives until `window` seconds after its sub-window ends.
+  local ttl = ttl_ms((idx + 1) * sub + window - now)
+  local function at_slot(j, suffix)
+    return key .. ':' .. string.format('%d', j) .. ':' .. suffix
+  end
+
+  -- Sets and hash fields this op names, in order of first appearance. Counter
+  -- c is field "c" .. c, the tally of member m is field "t" .. m.
+  local set_names, set_members = {}, {}
+  local p = a + OBSERVE_HEAD
+  for _ = 1, nm do
+    local name = ARGV[p]
+    if not set_members[name] then
+      set_members[name] = {}
+      table.insert(set_names, name)
+    end
+    table.insert(set_members[name], ARGV[p + 1])
+    p = p + 2
+  end
+  local fields, field_at, increments = {}, {}, {}
+  for _ = 1, nc do
+    local f = 'c' .. ARGV[p]
+    if not field_at[f] then
+      table.insert(fields, f)
+      field_at[f] = #fields
+    end
+    table.insert(increments, {field_at[f], tonumber(ARGV[p + 1])})
+    p = p + 2
+  end
+  local ncounters = #fields
+  if has_tally then
+    table.insert(fields, 't' .. ARGV[a + 7])
+  end
+
+  -- Most keys have nothing in the previous sub-windows (a new or occasional
+  -- identity): then only the current sub-window is read, and PFCOUNT of one
+  -- key is cheap (sparse, or cached) where several merge into 16384 registers.
+  local previous = {}
+  for j = first, idx - 1 do
+    for _, name in ipairs(set_names) do
+      table.insert(previous, at_slot(j, 's:' .. name))
+    end
+    if #fields > 0 then
+      table.insert(previous, at_slot(j, 'c'))
+    end
+  end
+  local history = #previous > 0 and any_exists(previous)
+
+  local result = {}
+  for _, name in ipairs(set_names) do
+    local hll = at_slot(idx, 's:' .. name)
+    local members = set_members[name]
+    for c = 1, #members, CHUNK do
+      redis.call('PFADD', hll, unpack(members, c, math.min(c + CHUNK - 1, #members)))
+    end
+    redis.call('PEXPIRE', hll, ttl)
+    local hlls = {hll}
+    if history then
+      for j = first, idx - 1 do
+        table.insert(hlls, at_slot(j, 's:' .. name))
+      end
+    end
+    table.insert(result, fmt(redis.call('PFCOUNT', unpack(hlls))))
+  end
+
+  local tally = 0
+  if #fields > 0 then
+    local h = at_slot(idx, 'c')
+    local stored = redis.call('HMGET', h, unpack(fields))
+    local values, present = {}, {}
+    for f = 1, #fields do
+      present[f] = stored[f] and true or false
+      values[f] = tonumber(stored[f] or '0')
+    end
+    -- Added as float64 and stored with 17 digits, so the memory backend gives
+    -- the same sums (HINCRBYFLOAT would add in long double).
+    local changed = {}
+    for _, inc in ipairs(increments) do
+      if inc[2] ~= 0 then
+        values[inc[1]] = values[inc[1]] + inc[2]
+        changed[inc[1]] = true
+      end
+    end
+    if has_tally then
+      values[#fields] = values[#fields] + 1
+      changed[#fields] = true
+    end
+    local writes = {}
+    for f = 1, #fields do
+      if changed[f] then
+        present[f] = true
+        table.insert(writes, fields[f])
+        table.insert(writes, fmt(values[f]))
+      end
+    end
+    if #writes > 0 then
+      redis.call('HSET', h, unpack(writes))
+      redis.call('PEXPIRE', h, ttl)
+    end
+    -- Sums over the sub-windows, oldest first (the memory backend adds in this order).
+    local sums = {}
+    for f = 1, #fields do
+      sums[f] = 0
+    end
+    if history then
+      for j = first, idx - 1 do
+        local v = redis.call('HMGET', at_slot(j, 'c'), unpack(fields))
+        for f = 1, #fields do
+          if v[f] then
+            sums[f] = sums[f] + tonumber(v[f])
+          end
+        end
+      end
+    end
+    for f = 1, #fields do
+      if present[f] then
+        sums[f] = sums[f] + values[f]
+      end
+    end
+    for f = 1, ncounters do
+      table.insert(result, fmt(sums[f]))
+    end
+    if has_tally then
+      tally = sums[#fields]
+    end
+  end
+  table.insert(result, fmt(tally))
+
+  if read_state then
+    local state = redis.call('HGETALL', key .. ':state')
+    table.insert(result, tostring(#state / 2))
+    for _, v in ipairs(state) do
+      table.insert(result, v)
+    end
+  else
+    table.insert(result, '0')
+  end
+  return result
+end
+
+for _, i in ipairs(observes) do
+  reply[i] = observe(KEYS[i], at[i])
 end
 
 local out = {now_s}

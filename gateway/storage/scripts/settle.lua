@@ -1,14 +1,17 @@
 -- settle.lua: apply reconciliations and releases after a response, atomically.
 -- Mirrored by gateway/storage/memory.py; see admit.lua for the TAT format.
 --
--- KEYS[i]  the key of op i (built by the caller, for Redis Cluster routing).
+-- KEYS[i]  the key of op i (built by the caller, for Redis Cluster routing);
+--          for a merge, the state hash itself (<observe key>:state).
 -- ARGV[1]  now in seconds, or "" to read Redis TIME. Only tests inject a clock.
--- ARGV[2..] three fields per op:
+-- ARGV[2..] per op, in order, its kind first:
 --          adjust:  "J", T (= period / rate), delta (units; > 0 charges, < 0 refunds)
 --          release: "R", lease_id, ""
+--          merge:   "M", ttl (seconds), F, then F field/value pairs
 -- Reply    the number of ops applied.
 
-local STRIDE = 3
+local STRIDE = 3 -- fields of an adjust or release op
+local MERGE_HEAD = 3 -- fields of a merge op before its pairs
 
 local ns, nf
 if ARGV[1] == '' then
@@ -25,8 +28,8 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
-for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * STRIDE
+local a = 2
+for _, key in ipairs(KEYS) do
   if ARGV[a] == 'J' then
     local T = tonumber(ARGV[a + 1])
     local delta = tonumber(ARGV[a + 2])
@@ -46,8 +49,19 @@ for i, key in ipairs(KEYS) do
     elseif v then
       redis.call('DEL', key)
     end
+    a = a + STRIDE
+  elseif ARGV[a] == 'M' then
+    -- Fields not named keep their values; every merge restarts the TTL.
+    local ttl = tonumber(ARGV[a + 1])
+    local count = tonumber(ARGV[a + 2])
+    for p = a + MERGE_HEAD, a + MERGE_HEAD + 2 * count - 1, 2 do
+      redis.call('HSET', key, ARGV[p], ARGV[p + 1])
+    end
+    redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1)
+    a = a + MERGE_HEAD + 2 * count
   else
     redis.call('ZREM', key, ARGV[a + 1])
+    a = a + STRIDE
   end
 end
 return #KEYS

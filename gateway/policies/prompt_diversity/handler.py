@@ -1,0 +1,171 @@
+"""`prompt_diversity` handler.
+
+Request stage (inside the request's single round trip): fingerprint the
+prompt, count it into the identity's sliding window (distinct prompts,
+templates and topic buckets as HyperLogLogs; requests, reasoning elicitation
+and this template's uses as counters) and read back the window and the
+identity's stored state (suspicion, when, template peers). Score the window,
+decay and raise the suspicion, apply the graduated steps.
+
+Complete stage (off the client's path): count the identity into its
+template's cross-account set — a key on another Cluster slot, so a separate
+call — and store the new state for the next request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.decision import ALLOW, Action, Decision
+from gateway.policies.base import Handler as BaseHandler
+from gateway.policies.base import RuleInfo
+from gateway.policies.prompt_diversity.schema import Config
+from gateway.policies.prompt_diversity.signals import Window, instant_suspicion, scores
+from gateway.signals import Fingerprint, ReasoningPatterns, fingerprint, prompt_text
+from gateway.signals.suspicion import Standing, Standings, decayed
+from gateway.storage.base import (
+    AdmitOp,
+    MergeState,
+    Observe,
+    ObserveResult,
+    OpResult,
+    SettleOp,
+    identity_key,
+)
+
+_PROMPT_ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/embeddings"})
+
+
+@dataclass(slots=True)
+class _Request:
+    fp: Fingerprint
+    key: str
+    suspicion: float = 0.0
+    now: float = 0.0
+    peers: float = 0.0
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+class Handler(BaseHandler[Config]):
+    def __init__(self, rule: RuleInfo, config: Config, shared: Any = None) -> None:
+        super().__init__(rule, config, shared)
+        self.patterns = ReasoningPatterns.default().extended(config.reasoning_patterns)
+        self.standings: Standings = shared if isinstance(shared, Standings) else Standings()
+        self._steps = sorted(config.steps, key=lambda step: step.at)
+        self._ttl = max(config.window, 4 * config.half_life)
+
+    def plan(self, ctx: RequestContext, group: int) -> Sequence[AdmitOp]:
+        if not ctx.is_model_route or ctx.path not in _PROMPT_ROUTES:
+            return ()
+        fp = fingerprint(prompt_text(ctx.json, ctx.dialect.value), patterns=self.patterns)
+        key = identity_key(ctx.identity.id, "pd", self.rule.name)
+        members = [("p", fp.exact), ("t", fp.template)]
+        members.extend(("b", str(topic)) for topic in fp.topics)
+        ctx.rule_state[self.rule.name] = _Request(fp, key)
+        return (Observe(
+            key, self.config.window, self.config.slots, members=tuple(members),
+            counters=(("n", 1.0), ("r", 1.0 if fp.elicits_reasoning else 0.0)),
+            tally_member=fp.template, read_state=True, group=group,
+        ),)
+
+    def decide(
+        self, ctx: RequestContext, results: Sequence[OpResult | ObserveResult], admitted: bool
+    ) -> Decision:
+        state: _Request | None = ctx.rule_state.get(self.rule.name)
+        if state is None or not results or not isinstance(results[0], ObserveResult):
+            return ALLOW
+        result = results[0]
+        stored = result.state
+        now = ctx.storage_now or time.time()
+        state.now = now
+        # peers are known for the template this identity used last (off-path count)
+        if stored.get("peers_t") == state.fp.template:
+            state.peers = _float(stored.get("peers"), 0.0)
+        window = Window(
+            requests=result.totals.get("n", 0.0),
+            distinct_prompts=result.distinct.get("p", 0.0),
+            distinct_templates=result.distinct.get("t", 0.0),
+            topic_buckets=result.distinct.get("b", 0.0),
+            reasoning=result.totals.get("r", 0.0),
+            template_uses=result.tally,
+            peers=state.peers,
+        )
+        state.signals = scores(window, self.config.thresholds)
+        instant = instant_suspicion(state.signals, self.config.weights)
+        previous = decayed(_float(stored.get("s"), 0.0), now - _float(stored.get("at"), now),
+                           self.config.half_life)
+        state.suspicion = max(previous, instant)
+        standing = self._standing(ctx, state, window)
+        if standing.reject:
+            return Decision(Action.REJECT, error=GatewayError(
+                429, "Rate limit reached for requests. Please retry later.",
+                code="rate_limit_exceeded", headers={"retry-after": "60"}))
+        return ALLOW
+
+    def _standing(self, ctx: RequestContext, state: _Request, window: Window) -> Standing:
+        standing = Standing(suspicion=state.suspicion, at=state.now,
+                            half_life=self.config.half_life, signals=dict(state.signals))
+        for step in self._steps:
+            if state.suspicion < step.at:
+                break
+            standing.actions.append(step.action)
+            if step.action == "flag":
+                standing.flagged = True
+            elif step.action == "throttle":
+                standing.throttle = min(standing.throttle, step.factor)
+            elif step.action == "perturb":
+                standing.perturb_level = max(standing.perturb_level, step.level)
+            else:
+                standing.reject = True
+        standing.flagged = standing.flagged or bool(standing.actions)
+        standing.evidence = {
+            "requests": window.requests, "distinct_prompts": window.distinct_prompts,
+            "distinct_templates": window.distinct_templates,
+            "novelty": round(window.novelty, 4),
+            "template": state.fp.template, "template_share": round(window.template_share, 4),
+            "template_skeleton": state.fp.skeleton, "topic_buckets": window.topic_buckets,
+            "reasoning_share": round(window.reasoning_share, 4),
+            "template_peers": window.peers,
+        }
+        # a shadow rule records for investigators, it never steers other rules
+        self.standings.put(ctx.identity.id, standing, shadow=self.rule.shadow)
+        return standing
+
+    # -- complete stage ------------------------------------------------------
+    def cross_ops(self, ctx: RequestContext) -> Sequence[AdmitOp]:
+        state: _Request | None = ctx.rule_state.get(self.rule.name)
+        if state is None:
+            return ()
+        key = identity_key("tpl-" + state.fp.template, "pd", self.rule.name)
+        return (Observe(key, self.config.window, self.config.slots,
+                        members=(("ids", ctx.identity.id),)),)
+
+    def on_cross_results(
+        self, ctx: RequestContext, results: Sequence[OpResult | ObserveResult]
+    ) -> None:
+        state: _Request | None = ctx.rule_state.get(self.rule.name)
+        if state is not None and results and isinstance(results[0], ObserveResult):
+            state.peers = max(0.0, results[0].distinct.get("ids", 1.0) - 1.0)
+
+    def settle(self, ctx: RequestContext) -> Sequence[SettleOp]:
+        state: _Request | None = ctx.rule_state.get(self.rule.name)
+        if state is None or not state.now:
+            return ()
+        fields = (("s", repr(state.suspicion)), ("at", repr(state.now)),
+                  ("peers", repr(state.peers)), ("peers_t", state.fp.template))
+        return (MergeState(state.key, fields, self._ttl),)
+
+
+def _float(value: str | None, default: float) -> float:
+    try:
+        number = float(value) if value is not None else default
+    except ValueError:
+        return default
+    return number if math.isfinite(number) else default

@@ -1,0 +1,108 @@
+"""Config of `prompt_diversity`: windows, signal thresholds, weights, graduated actions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Weights(BaseModel):
+    """How much each signal can contribute: suspicion = 1 - prod(1 - weight * score).
+
+    One signal alone reaches at most its weight; signals that agree compound.
+    The defaults keep any single weak signal (a RAG app's one template, a busy
+    key's volume) under the usual flag step, while templates with
+    chain-of-thought elicitation, broad novel sweeps at volume, or a template
+    shared across many keys go over it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    templated: float = Field(0.45, ge=0, le=1, description="Requests repeating one template.")
+    broad: float = Field(0.65, ge=0, le=1,
+                         description="Requests sweeping many topics, nearly all novel.")
+    reasoning: float = Field(0.6, ge=0, le=1, description="Chain-of-thought elicitation share.")
+    coordination: float = Field(0.8, ge=0, le=1,
+                                description="Other identities using the same template.")
+    volume: float = Field(0.3, ge=0, le=1, description="Requests in the window.")
+
+
+class Thresholds(BaseModel):
+    """Where each signal starts to count (score 0) and where it is certain (score 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_requests: int = Field(
+        30, ge=1, description="Requests in the window before window signals count at all.")
+    template_share: tuple[float, float] = Field(
+        (0.3, 0.8), description="Share of the window's requests using this request's "
+        "template: [starts counting, certain].")
+    topic_buckets: tuple[float, float] = Field(
+        (40, 120), description="Distinct topic buckets (of 256) in the window.")
+    novelty: tuple[float, float] = Field(
+        (0.9, 1.0), description="Distinct prompts / requests: the broad signal needs both "
+        "topics and novelty.")
+    reasoning_share: tuple[float, float] = Field(
+        (0.2, 0.6), description="Share of requests eliciting chain-of-thought.")
+    template_peers: tuple[float, float] = Field(
+        (3, 15), description="Other identities that used this request's template in the "
+        "window.")
+    volume: tuple[float, float] = Field(
+        (200, 2000), description="Requests in the window.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        for name in ("template_share", "topic_buckets", "novelty", "reasoning_share",
+                     "template_peers", "volume"):
+            low, high = getattr(self, name)
+            if not 0 <= low < high:
+                raise ValueError(f"{name}: need 0 <= start < certain, got [{low}, {high}]")
+        for name in ("template_share", "novelty", "reasoning_share"):
+            if getattr(self, name)[1] > 1:
+                raise ValueError(f"{name} is a share: values must be within [0, 1]")
+        return self
+
+
+class Step(BaseModel):
+    """One rung of the graduated response."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0, le=1, description="Suspicion at which this step applies.")
+    action: Literal["flag", "throttle", "perturb", "reject"] = Field(
+        description="`flag` records only; `throttle` makes rate shaping charge 1/factor per "
+        "unit; `perturb` raises the output-perturbation level; `reject` refuses (429).")
+    factor: float = Field(
+        0.5, gt=0, le=1, description="throttle: share of the normal rate left (0.25 = 4x "
+        "tighter).")
+    level: int = Field(1, ge=1, le=3, description="perturb: perturbation level to apply.")
+
+
+class Config(BaseModel):
+    """Signals over a sliding window per identity, a decaying suspicion score, actions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: float = Field(3600, gt=0, le=7 * 86400, description="Window length, seconds.")
+    slots: int = Field(6, ge=1, le=60, description="Sub-windows the window slides by.")
+    half_life: float = Field(
+        6 * 3600, gt=0, description="Seconds for the suspicion score to halve once the "
+        "behaviour stops.")
+    thresholds: Thresholds = Field(default_factory=Thresholds,
+                                   description="Where each signal starts and saturates.")
+    weights: Weights = Field(default_factory=Weights, description="Signal weights.")
+    reasoning_patterns: list[str] = Field(
+        default_factory=list, description="Extra regexes (case-insensitive) that mark "
+        "chain-of-thought elicitation, added to the built-in list.")
+    steps: list[Step] = Field(
+        default_factory=lambda: [Step(at=0.6, action="flag")],
+        description="Graduated actions; every step at or below the suspicion applies.")
+
+    @field_validator("reasoning_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        from gateway.signals import ReasoningPatterns
+
+        ReasoningPatterns.default().extended(patterns)  # raises naming the bad pattern
+        return patterns

@@ -1,0 +1,61 @@
+"""From window counts to signal scores in [0, 1] and an instant suspicion.
+
+Two-sided by design: a window is suspicious when it is too templated
+(one scaffold repeated) OR too broad (many topics, nearly every prompt new),
+at volume; and cross-account when other identities use the same template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.policies.prompt_diversity.schema import Thresholds, Weights
+
+
+def ramp(value: float, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What storage said about the identity's window, this request included."""
+
+    requests: float
+    distinct_prompts: float
+    distinct_templates: float
+    topic_buckets: float
+    reasoning: float
+    template_uses: float
+    peers: float  # other identities seen with this request's template
+
+    @property
+    def novelty(self) -> float:
+        return min(1.0, self.distinct_prompts / self.requests) if self.requests else 0.0
+
+    @property
+    def template_share(self) -> float:
+        return min(1.0, self.template_uses / self.requests) if self.requests else 0.0
+
+    @property
+    def reasoning_share(self) -> float:
+        return min(1.0, self.reasoning / self.requests) if self.requests else 0.0
+
+
+def scores(window: Window, th: Thresholds) -> dict[str, float]:
+    at_volume = window.requests >= th.min_requests
+    return {
+        "templated": ramp(window.template_share, th.template_share) if at_volume else 0.0,
+        "broad": min(ramp(window.topic_buckets, th.topic_buckets),
+                     ramp(window.novelty, th.novelty)) if at_volume else 0.0,
+        "reasoning": ramp(window.reasoning_share, th.reasoning_share) if at_volume else 0.0,
+        "coordination": ramp(window.peers, th.template_peers),
+        "volume": ramp(window.requests, th.volume),
+    }
+
+
+def instant_suspicion(signal_scores: dict[str, float], weights: Weights) -> float:
+    remaining = 1.0
+    for name, score in signal_scores.items():
+        remaining *= 1.0 - getattr(weights, name) * score
+    return 1.0 - remaining

@@ -1,0 +1,237 @@
+"""`prompt_diversity` through the chain, on both backends (real Redis), injected clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import orjson
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.errors import Dialect, GatewayError
+from gateway.identity import Identity
+from gateway.pipeline.chain import Chain
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.loader import parse_policy
+from gateway.signals.suspicion import Standings
+from gateway.storage.base import Acquire, CounterBackend, identity_key
+from gateway.storage.memory import MemoryBackend
+from gateway.storage.redis import RedisBackend
+from tests.support.redis_server import RedisServer, start_redis_server
+
+STEPS = """
+      steps:
+        - {at: 0.6, action: flag}
+        - {at: 0.75, action: throttle, factor: 0.5}
+"""
+
+
+def policy(rules: str) -> str:
+    return f"version: 1\nrules:\n{rules}"
+
+
+DIVERSITY = policy(f"""
+  - name: diversity
+    kind: prompt_diversity
+    config:
+      window: 3600
+      half_life: 600
+{STEPS}""")
+
+HARVEST = ("Solve: what is {i} times {j}? Articulate the internal reasoning behind your "
+           "answer and write it out step by step.")
+CHAT = ["How do I bake sourdough bread at home?", "What is the capital of Peru?",
+        "Explain tax deductions for freelancers in simple words.",
+        "Write a short poem about autumn leaves.", "How far is Mars from Earth right now?",
+        "Give me tips for learning piano as an adult.", "Why is the sky blue?",
+        "Recommend a novel similar to Dune.", "How do vaccines train the immune system?",
+        "What should I pack for a week in Iceland?"]
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with start_redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def storage(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[CounterBackend]:
+    if request.param == "memory":
+        yield MemoryBackend(clock)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    backend = RedisBackend.from_url(server.url, timeout=2.0, clock=clock)
+    await backend.client.flushall()
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class Harness:
+    def __init__(self, text: str, storage: CounterBackend, clock: FakeClock) -> None:
+        self.standings = Standings()
+        self.chain = Chain.from_policy(parse_policy(text), self.standings)
+        self.storage = storage
+        self.clock = clock
+        self.ids = itertools.count()
+
+    async def send(self, who: str, prompt: str, *, gap: float = 5.0) -> int:
+        """One request as the proxy runs it; returns the status the client would get."""
+        self.clock.advance(gap)
+        body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+        ctx = RequestContext(
+            request_id=str(next(self.ids)), method="POST", path="/v1/chat/completions",
+            query=b"", headers=[], client_ip="127.0.0.1", dialect=Dialect.OPENAI,
+            identity=Identity(who, True), body=body, started=0.0, is_model_route=True)
+        standing = self.standings.get(who)
+        if standing is not None:
+            ctx.suspicion = standing.current(self.clock.now())
+            ctx.throttle = standing.throttle
+        try:
+            outcome = await self.chain.run_request(ctx, self.storage)
+        except GatewayError as error:
+            return error.status
+        ctx.sent_upstream = True
+        ctx.status = 200
+        await Chain.complete(outcome, ctx)
+        return 200
+
+    async def run(self, who: str, prompts: Callable[[int], str], n: int) -> list[int]:
+        return [await self.send(who, prompts(i)) for i in range(n)]
+
+    def suspicion(self, who: str) -> float:
+        standing = self.standings.get(who)
+        return 0.0 if standing is None else standing.current(self.clock.now())
+
+
+def harvest(i: int) -> str:
+    return HARVEST.format(i=i * 7 + 3, j=i % 13 + 2)
+
+
+def chat(i: int) -> str:
+    return CHAT[i % len(CHAT)] + ("" if i < len(CHAT) else f" Also, part {i}?")
+
+
+async def test_templated_cot_harvester_flagged_chat_user_not(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    harness = Harness(DIVERSITY, storage, clock)
+    await harness.run("harvester", harvest, 60)
+    await harness.run("chat-user", chat, 60)
+    harvester = harness.standings.get("harvester")
+    assert harvester is not None and harvester.flagged
+    assert harvester.signals["templated"] == 1.0 and harvester.signals["reasoning"] == 1.0
+    assert harvester.throttle == 0.5
+    assert harvester.evidence["template_share"] == 1.0
+    chat_user = harness.standings.get("chat-user")
+    assert chat_user is not None and not chat_user.flagged and chat_user.suspicion < 0.3
+
+
+async def test_below_min_requests_nothing_counts(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    harness = Harness(DIVERSITY, storage, clock)
+    await harness.run("harvester", harvest, 20)  # min_requests defaults to 30
+    assert harness.suspicion("harvester") == 0.0
+
+
+async def test_suspicion_decays_with_half_life(storage: CounterBackend, clock: FakeClock) -> None:
+    # a 10-minute window, a 10-minute half-life: state is kept 4 half-lives
+    harness = Harness(DIVERSITY.replace("window: 3600", "window: 600"), storage, clock)
+    await harness.run("harvester", lambda i: harvest(i), 60)
+    peak = harness.suspicion("harvester")
+    assert peak > 0.75
+    clock.advance(600)  # one half-life with no traffic
+    assert harness.suspicion("harvester") == pytest.approx(peak / 2, rel=1e-6)
+    # a new process (no local standings) reads the stored score and decays it
+    fresh = Harness(DIVERSITY.replace("window: 3600", "window: 600"), storage, clock)
+    clock.advance(900)  # the window has emptied: only the stored score remains
+    await fresh.send("harvester", chat(1), gap=5.0)
+    assert fresh.suspicion("harvester") == pytest.approx(peak * 0.5 ** (1505 / 600), rel=1e-3)
+
+
+async def test_shadow_records_but_never_enforces(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    text = policy("""
+  - name: diversity
+    kind: prompt_diversity
+    shadow: true
+    config:
+      steps:
+        - {at: 0.0, action: reject}
+""")
+    harness = Harness(text, storage, clock)
+    statuses = await harness.run("harvester", harvest, 40)
+    assert set(statuses) == {200}
+    assert harness.standings.get("harvester") is None  # a shadow rule never steers others
+    enforced, shadow = harness.standings.lookup("harvester")
+    assert enforced is None and shadow is not None and shadow.reject  # but it records
+
+
+async def test_reject_step_refuses_without_revealing_detection(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    text = policy("""
+  - name: diversity
+    kind: prompt_diversity
+    config:
+      steps:
+        - {at: 0.7, action: reject}
+""")
+    harness = Harness(text, storage, clock)
+    statuses = await harness.run("harvester", harvest, 60)
+    assert statuses[:29] == [200] * 29
+    assert 429 in statuses[29:]
+    assert set(await harness.run("chat-user", chat, 60)) == {200}
+
+
+async def test_rules_match_on_suspicion_and_throttle_tightens_rates(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    text = policy(f"""
+  - name: diversity
+    kind: prompt_diversity
+    config:
+{STEPS}
+  - name: suspects-only
+    kind: rate_shaping
+    match: {{suspicion: ">= 0.6"}}
+    config:
+      limits:
+        - requests: 1000/hour
+""")
+    harness = Harness(text, storage, clock)
+    bucket = [Acquire(identity_key("harvester", "rs", "suspects-only", "0", ""),
+                      1000, 3600, 1000, 0)]  # cost 0: a peek
+    await harness.run("harvester", harvest, 25)
+    assert (await storage.admit(bucket)).results[0].remaining == 1000  # not matched yet
+    await harness.run("harvester", harvest, 35)
+    standing = harness.standings.get("harvester")
+    assert standing is not None and standing.throttle == 0.5
+    before = (await storage.admit(bucket)).results[0].remaining
+    assert before < 1000  # the rate rule applies once suspicion >= 0.6
+    for _ in range(3):
+        assert await harness.send("harvester", harvest(1), gap=0.0) == 200
+    # each request now costs 2 units (throttle 0.5)
+    assert (await storage.admit(bucket)).results[0].remaining == before - 3 * 2
+
+
+async def test_hydra_keys_share_a_template(storage: CounterBackend, clock: FakeClock) -> None:
+    harness = Harness(DIVERSITY, storage, clock)
+    keys = [f"hydra-{n}" for n in range(12)]
+    for round_ in range(4):  # each key sends few requests: under any per-key volume
+        for key in keys:
+            await harness.send(key, f"Rewrite the product review '{key} {round_}' for a "
+                                    f"{round_ + 3}-star rating, in formal tone.", gap=1.0)
+    peers = [harness.standings.get(key) for key in keys]
+    assert all(p is not None for p in peers)
+    assert min(p.evidence["template_peers"] for p in peers if p is not None) >= 10
+    assert all(p.signals["coordination"] > 0.5 for p in peers if p is not None)
