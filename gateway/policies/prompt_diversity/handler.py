@@ -14,6 +14,8 @@ call — and store the new state for the next request.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ from gateway.storage.base import (
     SettleOp,
     identity_key,
 )
+from gateway.tokens import estimate_input_tokens
 
 _PROMPT_ROUTES = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/embeddings"})
@@ -50,6 +53,8 @@ class _Request:
     suspicion: float = 0.0
     now: float = 0.0
     peers: float = 0.0
+    group_peers: float = 0.0
+    groups: tuple[str, ...] = ()
     signals: dict[str, float] = field(default_factory=dict)
 
 
@@ -68,10 +73,11 @@ class Handler(BaseHandler[Config]):
         key = identity_key(ctx.identity.id, "pd", self.rule.name)
         members = [("p", fp.exact), ("t", fp.template)]
         members.extend(("b", str(topic)) for topic in fp.topics)
-        ctx.rule_state[self.rule.name] = _Request(fp, key)
+        ctx.rule_state[self.rule.name] = _Request(fp, key, groups=self._groups(ctx))
         return (Observe(
             key, self.config.window, self.config.slots, members=tuple(members),
-            counters=(("n", 1.0), ("r", 1.0 if fp.elicits_reasoning else 0.0)),
+            counters=(("n", 1.0), ("r", 1.0 if fp.elicits_reasoning else 0.0),
+                      ("tok", float(estimate_input_tokens(ctx.json)))),
             tally_member=fp.template, read_state=True, group=group,
         ),)
 
@@ -88,6 +94,7 @@ class Handler(BaseHandler[Config]):
         # peers are known for the template this identity used last (off-path count)
         if stored.get("peers_t") == state.fp.template:
             state.peers = _float(stored.get("peers"), 0.0)
+        state.group_peers = _float(stored.get("gpeers"), 0.0) if state.groups else 0.0
         window = Window(
             requests=result.totals.get("n", 0.0),
             distinct_prompts=result.distinct.get("p", 0.0),
@@ -96,6 +103,8 @@ class Handler(BaseHandler[Config]):
             reasoning=result.totals.get("r", 0.0),
             template_uses=result.tally,
             peers=state.peers,
+            group_peers=state.group_peers,
+            input_tokens=result.totals.get("tok", 0.0),
         )
         state.signals = scores(window, self.config.thresholds)
         instant = instant_suspicion(state.signals, self.config.weights)
@@ -108,6 +117,23 @@ class Handler(BaseHandler[Config]):
                 429, "Rate limit reached for requests. Please retry later.",
                 code="rate_limit_exceeded", headers={"retry-after": "60"}))
         return ALLOW
+
+    def _groups(self, ctx: RequestContext) -> tuple[str, ...]:
+        """Hashed group_by values of this request (raw values never reach Redis)."""
+        values = []
+        for key in self.config.group_by:
+            if key == "client_ip_24":
+                value = _network(ctx.client_ip)
+            elif key == "user_agent":
+                raw = ctx.header(b"user-agent")
+                value = raw.decode("latin-1") if raw is not None else None
+            else:
+                raw = ctx.header(key.removeprefix("header:").lower().encode("latin-1"))
+                value = raw.decode("latin-1") if raw is not None else None
+            if value:
+                digest = hashlib.blake2b(f"{key}={value}".encode(), digest_size=8).hexdigest()
+                values.append(digest)
+        return tuple(values)
 
     def _standing(self, ctx: RequestContext, state: _Request, window: Window) -> Standing:
         standing = Standing(suspicion=state.suspicion, at=state.now,
@@ -132,7 +158,8 @@ class Handler(BaseHandler[Config]):
             "template": state.fp.template, "template_share": round(window.template_share, 4),
             "template_skeleton": state.fp.skeleton, "topic_buckets": window.topic_buckets,
             "reasoning_share": round(window.reasoning_share, 4),
-            "template_peers": window.peers,
+            "template_peers": window.peers, "group_peers": window.group_peers,
+            "input_tokens": window.input_tokens,
         }
         # a shadow rule records for investigators, it never steers other rules
         self.standings.put(ctx.identity.id, standing, shadow=self.rule.shadow)
@@ -143,24 +170,40 @@ class Handler(BaseHandler[Config]):
         state: _Request | None = ctx.rule_state.get(self.rule.name)
         if state is None:
             return ()
-        key = identity_key("tpl-" + state.fp.template, "pd", self.rule.name)
-        return (Observe(key, self.config.window, self.config.slots,
-                        members=(("ids", ctx.identity.id),)),)
+        ops = [identity_key("tpl-" + state.fp.template, "pd", self.rule.name)]
+        ops.extend(identity_key("grp-" + group, "pd", self.rule.name) for group in state.groups)
+        return tuple(Observe(key, self.config.window, self.config.slots,
+                             members=(("ids", ctx.identity.id),)) for key in ops)
 
     def on_cross_results(
         self, ctx: RequestContext, results: Sequence[OpResult | ObserveResult]
     ) -> None:
         state: _Request | None = ctx.rule_state.get(self.rule.name)
-        if state is not None and results and isinstance(results[0], ObserveResult):
-            state.peers = max(0.0, results[0].distinct.get("ids", 1.0) - 1.0)
+        if state is None or not results:
+            return
+        counts = [max(0.0, r.distinct.get("ids", 1.0) - 1.0)
+                  for r in results if isinstance(r, ObserveResult)]
+        if counts:
+            state.peers = counts[0]
+            state.group_peers = max(counts[1:], default=0.0)
 
     def settle(self, ctx: RequestContext) -> Sequence[SettleOp]:
         state: _Request | None = ctx.rule_state.get(self.rule.name)
         if state is None or not state.now:
             return ()
         fields = (("s", repr(state.suspicion)), ("at", repr(state.now)),
-                  ("peers", repr(state.peers)), ("peers_t", state.fp.template))
+                  ("peers", repr(state.peers)), ("peers_t", state.fp.template),
+                  ("gpeers", repr(state.group_peers)))
         return (MergeState(state.key, fields, self._ttl),)
+
+
+def _network(address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 def _float(value: str | None, default: float) -> float:

@@ -26,6 +26,9 @@ class Weights(BaseModel):
     coordination: float = Field(0.8, ge=0, le=1,
                                 description="Other identities using the same template.")
     volume: float = Field(0.3, ge=0, le=1, description="Requests in the window.")
+    grouping: float = Field(
+        0.5, ge=0, le=1, description="Other identities sharing a `group_by` value (same "
+        "client /24, user agent, header); only counts when `group_by` is set.")
 
 
 class Thresholds(BaseModel):
@@ -50,11 +53,14 @@ class Thresholds(BaseModel):
         "window.")
     volume: tuple[float, float] = Field(
         (200, 2000), description="Requests in the window.")
+    group_peers: tuple[float, float] = Field(
+        (5, 50), description="Other identities seen with the same `group_by` value in the "
+        "window.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         for name in ("template_share", "topic_buckets", "novelty", "reasoning_share",
-                     "template_peers", "volume"):
+                     "template_peers", "volume", "group_peers"):
             low, high = getattr(self, name)
             if not 0 <= low < high:
                 raise ValueError(f"{name}: need 0 <= start < certain, got [{low}, {high}]")
@@ -95,9 +101,24 @@ class Config(BaseModel):
     reasoning_patterns: list[str] = Field(
         default_factory=list, description="Extra regexes (case-insensitive) that mark "
         "chain-of-thought elicitation, added to the built-in list.")
+    group_by: list[str] = Field(
+        default_factory=list,
+        description="Extra cross-account grouping keys: `client_ip_24` (IPv4 /24, IPv6 /48), "
+        "`user_agent`, or `header:NAME`. Identities sharing a value count as peers.",
+    )
     steps: list[Step] = Field(
         default_factory=lambda: [Step(at=0.6, action="flag")],
         description="Graduated actions; every step at or below the suspicion applies.")
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_groups(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if key not in ("client_ip_24", "user_agent") and not (
+                    key.startswith("header:") and len(key) > len("header:")):
+                raise ValueError(f"unknown group_by key {key!r}: use client_ip_24, "
+                                 "user_agent or header:NAME")
+        return keys
 
     @field_validator("reasoning_patterns")
     @classmethod

@@ -28,6 +28,8 @@ class Window:
     reasoning: float
     template_uses: float
     peers: float  # other identities seen with this request's template
+    group_peers: float = 0.0  # other identities sharing a group_by value
+    input_tokens: float = 0.0  # estimated prompt tokens in the window (volume evidence)
 
     @property
     def novelty(self) -> float:
@@ -51,6 +53,7 @@ def scores(window: Window, th: Thresholds) -> dict[str, float]:
         "reasoning": ramp(window.reasoning_share, th.reasoning_share) if at_volume else 0.0,
         "coordination": ramp(window.peers, th.template_peers),
         "volume": ramp(window.requests, th.volume),
+        "grouping": ramp(window.group_peers, th.group_peers),
     }
 
 

@@ -235,3 +235,43 @@ async def test_hydra_keys_share_a_template(storage: CounterBackend, clock: FakeC
     assert all(p is not None for p in peers)
     assert min(p.evidence["template_peers"] for p in peers if p is not None) >= 10
     assert all(p.signals["coordination"] > 0.5 for p in peers if p is not None)
+
+
+async def test_broad_novel_sweep_at_volume(storage: CounterBackend, clock: FakeClock) -> None:
+    words = ("volcano tariff sonnet enzyme mortgage galaxy sourdough lawsuit glacier "
+             "cryptography violin hurricane vaccine parliament quasar origami tundra "
+             "derivative pharaoh photosynthesis bankruptcy opera tectonic antibiotics").split()
+    harness = Harness(DIVERSITY.replace("{at: 0.6, action: flag}", "{at: 0.5, action: flag}"),
+                      storage, clock)
+
+    def sweep(i: int) -> str:
+        picks = [words[(i * 7 + k * 5) % len(words)] for k in range(3)]
+        return f"Q{i}: relate {picks[0]} to {picks[1]} and {picks[2]} in {i % 9 + 2} ways"
+
+    await harness.run("sweeper", sweep, 80)
+    standing = harness.standings.get("sweeper")
+    assert standing is not None
+    assert standing.evidence["novelty"] >= 0.95
+    assert standing.evidence["topic_buckets"] >= 60
+    assert standing.signals["broad"] > 0.5  # alone it stays under its weight (0.65)
+    assert standing.signals["templated"] < 0.5
+
+
+async def test_group_by_client_network_counts_peers(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    text = policy("""
+  - name: diversity
+    kind: prompt_diversity
+    config:
+      group_by: [client_ip_24]
+      thresholds: {group_peers: [2, 6]}
+""")
+    harness = Harness(text, storage, clock)
+    for n in range(8):  # eight keys from one /24, each with its own questions
+        for i in range(2):
+            await harness.send(f"key-{n}", chat(n * 3 + i))
+    standing = harness.standings.get("key-7")
+    assert standing is not None
+    assert standing.evidence["group_peers"] >= 6
+    assert standing.signals["grouping"] == 1.0
