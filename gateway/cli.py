@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     identity.add_argument("key")
     identity.set_defaults(func=cmd_identity)
 
+    from gateway.simulate import cli as simulate_cli
+
+    simulate = simulate_cli.add_parser(sub)
+    simulate.set_defaults(func=simulate_cli.run)
+
     policy = sub.add_parser("policy", help="policy file tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate policy files")

@@ -238,9 +238,10 @@ async def test_hydra_keys_share_a_template(storage: CounterBackend, clock: FakeC
 
 
 async def test_broad_novel_sweep_at_volume(storage: CounterBackend, clock: FakeClock) -> None:
-    words = ("volcano tariff sonnet enzyme mortgage galaxy sourdough lawsuit glacier "
-             "cryptography violin hurricane vaccine parliament quasar origami tundra "
-             "derivative pharaoh photosynthesis bankruptcy opera tectonic antibiotics").split()
+    text = ("volcano tariff sonnet enzyme mortgage galaxy sourdough lawsuit glacier "
+            "cryptography violin hurricane vaccine parliament quasar origami tundra "
+            "derivative pharaoh photosynthesis bankruptcy opera tectonic antibiotics")
+    words = text.split()
     harness = Harness(DIVERSITY.replace("{at: 0.6, action: flag}", "{at: 0.5, action: flag}"),
                       storage, clock)
 
