@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gateway.identity import Identity, IdentityHasher, extract_api_key
 from gateway.pipeline.chain import Chain
 from gateway.proxy.client_ip import ClientIPResolver
+from gateway.proxy.headers import find_header
 from gateway.proxy.upstream import UpstreamClient
 from gateway.settings import Settings
 from gateway.signals.suspicion import Standings
@@ -36,16 +37,9 @@ class GatewayState:
         if config is not None:
             tier = config.tiers.get(identity_id, config.default_tier)
             if config.tier_header:
-                value = _header(headers, config.tier_header.lower().encode("latin-1"))
+                value = find_header(headers, config.tier_header.lower().encode("latin-1"))
                 tier = value.decode("latin-1") if value is not None else tier
             if config.tenant_header:
-                value = _header(headers, config.tenant_header.lower().encode("latin-1"))
+                value = find_header(headers, config.tenant_header.lower().encode("latin-1"))
                 tenant = value.decode("latin-1") if value is not None else None
         return Identity(identity_id, key is not None, tier, tenant)
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None

@@ -23,7 +23,11 @@ from gateway.errors import Dialect, GatewayError, dialect_for_path, error_body
 from gateway.identity import AmbiguousCredentials, Identity
 from gateway.pipeline.chain import Chain, RequestOutcome
 from gateway.pipeline.context import RequestContext
-from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.headers import (
+    client_response_headers,
+    find_header,
+    upstream_request_headers,
+)
 from gateway.proxy.upstream import UpstreamError, UpstreamResponse
 from gateway.streaming.sse import SSEDecoder, SSEProtocolError
 
@@ -172,7 +176,7 @@ class ProxyHandler:
         if not getattr(policy, "forward_unknown_paths", True) and route_label(path) == "other":
             raise GatewayError(404, f"Unknown path {path}.", code="not_found")
         if is_model_route:
-            content_type = _header(headers, b"content-type") or b""
+            content_type = find_header(headers, b"content-type") or b""
             if not content_type.split(b";")[0].strip().lower() == b"application/json":
                 raise GatewayError(415, "Requests to this route must be application/json.")
         body = await _read_body(receive, headers, settings.max_body_bytes)
@@ -230,7 +234,7 @@ class ProxyHandler:
         send: Send, headers_at: float,
     ) -> float:
         """Send the upstream response on; return the gateway time it took."""
-        content_type = _header(resp.headers, b"content-type") or b""
+        content_type = find_header(resp.headers, b"content-type") or b""
         is_sse = content_type.startswith(b"text/event-stream")
         stream_rules = outcome.stream_rules if is_sse else []
         body_rules = [] if is_sse else outcome.body_rules
@@ -316,15 +320,8 @@ class ProxyHandler:
             }})
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    given = _header(headers, b"x-request-id")
+    given = find_header(headers, b"x-request-id")
     if given is not None and _REQUEST_ID.match(given):
         return given.decode("ascii")
     return uuid.uuid4().hex
@@ -341,7 +338,7 @@ def _path_qs(scope: Scope) -> str:
 
 
 async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
-    declared = _header(headers, b"content-length")
+    declared = find_header(headers, b"content-length")
     if declared is not None:
         try:
             if int(declared) > limit:

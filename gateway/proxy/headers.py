@@ -24,6 +24,14 @@ _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 
 
+def find_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of a (lower-case) header, or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     """Headers named in `Connection:` are hop-by-hop too (RFC 9110 7.6.1)."""
     tokens: set[bytes] = set()
