@@ -20,11 +20,12 @@ from gateway.embedded import EmbeddedServer
 from gateway.identity import IdentityHasher
 from gateway.pipeline.chain import Chain
 from gateway.pipeline.loader import load_policy
+from gateway.policies.shared import Shared
 from gateway.proxy.client_ip import ClientIPResolver
 from gateway.proxy.handler import ProxyHandler, Receive, Scope, Send
 from gateway.proxy.upstream import AiohttpUpstream, UpstreamError
 from gateway.settings import DEMO_UPSTREAM, Settings
-from gateway.signals.suspicion import Standing, Standings
+from gateway.signals.suspicion import Standing
 from gateway.state import GatewayState
 from gateway.storage import open_backend
 from gateway.storage.base import CounterBackend, StorageError
@@ -98,9 +99,11 @@ class GatewayApp:
             await storage.prepare()
         except StorageError as exc:  # start anyway: the breaker and fallback cover it
             log.warning("counter storage not ready at startup: %s", exc)
-        standings = Standings()
+        shared = Shared(
+            watermark_secret=settings.watermark_secret.get_secret_value().encode())
+        standings = shared.standings
         self.state = GatewayState(
-            settings=settings, chain=Chain.from_policy(policy, standings), storage=storage,
+            settings=settings, chain=Chain.from_policy(policy, shared), storage=storage,
             upstream=upstream,
             hasher=IdentityHasher(settings.identity_secret.get_secret_value().encode()),
             client_ip=ClientIPResolver(settings.trusted_proxies), fallback=fallback,

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         description="Server secret for the keyed hash that turns API keys into identity ids. "
         "Set it in production: the default is public.",
     )
+    watermark_secret: SecretStr = Field(
+        SecretStr("distill-guard-dev-watermark"),
+        description="Deployment secret for the output watermark; with the caller's identity "
+        "it keys the mark. It never leaves the process. Set it in production: the default "
+        "is public.",
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin/*; the admin API is off without one."
     )

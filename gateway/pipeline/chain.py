@@ -26,6 +26,7 @@ from gateway.pipeline.decision import Action, Decision
 from gateway.pipeline.match import Predicate, compile_match
 from gateway.policies.base import Handler, RuleInfo
 from gateway.policies.registry import kinds
+from gateway.policies.shared import Shared
 from gateway.storage.base import (
     AdmitOp,
     CircuitOpen,
@@ -77,7 +78,7 @@ class Chain:
         self.policy = policy
 
     @classmethod
-    def from_policy(cls, policy: BaseModel, shared: Any = None) -> Chain:
+    def from_policy(cls, policy: BaseModel, shared: Shared | None = None) -> Chain:
         registry = kinds()
         compiled = []
         for rule in getattr(policy, "rules", []):

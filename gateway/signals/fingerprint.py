@@ -58,8 +58,9 @@ template, skeleton
     the cut leaves open is masked up to the cut, so a long document pasted
     into a fixed scaffold still maps to one template.
 topics
-    Content words of the last user turn (else the system text), first
-    TOPIC_CHARS characters: 3+ characters, not all digits, not in a stopword
+    Content words of the last user turn (else the system text), with fenced
+    code and `<tag>` blocks masked (`topic_text`: pasted documents are not
+    the topic), first TOPIC_CHARS characters: 3+ characters, not all digits, not in a stopword
     list of function words and prompt boilerplate ("explain", "write", ...).
     Words are ranked by count (ties: first seen), crudely stemmed (plural -s,
     -ies -> -y, then the first 6 characters) and projected by CRC-32 into 256
@@ -158,7 +159,7 @@ def fingerprint(
         bands=simhash_bands(sim),
         template=_hex(_lower_bytes(raw_skeleton).translate(None, _WHITESPACE)),
         skeleton=" ".join(raw_skeleton[: 2 * SKELETON_SHOWN].split())[:SKELETON_SHOWN],
-        topics=topics(parts.last_user or parts.system or full),
+        topics=topics(topic_text(parts.last_user or parts.system or full)),
         elicits_reasoning=reasoning,
         chars=len(full),
         sampled=sampled,
@@ -642,6 +643,18 @@ examples explain following help hello hi know let list provide question question
 tell thanks thank think write words
 """.split()
 )
+
+
+def topic_text(text: str) -> str:
+    """What the user wrote about, without what they pasted: fenced code and
+    `<tag>` blocks are masked, so a fixed scaffold around retrieved documents
+    does not look broad (its documents vary, its questions are the topic)."""
+    text = text[: 4 * TOPIC_CHARS]
+    if "```" in text or "~~~" in text:
+        text = _FENCE.sub(" ", text)
+    if "</" in text:
+        text = _mask_tag_blocks(text)
+    return text
 
 
 def topics(text: str, limit: int = TOPIC_LIMIT) -> tuple[int, ...]:

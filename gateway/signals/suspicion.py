@@ -2,8 +2,9 @@
 
     suspicion(t) = max(suspicion(t0) * 0.5 ** ((t - t0) / half_life), instant)
 
-where `instant` is the weighted mean of the signal scores of the current
-request's window (see policies/prompt_diversity/signals.py). The score rises
+where `instant = 1 - prod(1 - weight_i * score_i)` is the noisy-OR of the
+weighted signal scores of the current request's window (see
+policies/prompt_diversity/signals.py). The score rises
 as soon as a window looks like harvesting and fades with the half-life once
 it stops, so a reformed (or mis-flagged) identity recovers by itself.
 

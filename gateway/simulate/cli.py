@@ -34,6 +34,18 @@ rules:
         - {at: 0.75, action: throttle, factor: 0.5}
         - {at: 0.75, action: perturb, level: 1}
         - {at: 0.95, action: reject}
+  - name: suspects
+    kind: rate_shaping
+    description: Graduated response - a flagged identity gets a much tighter rate.
+    match:
+      suspicion: ">= 0.6"
+      paths: ["/v1/chat/completions", "/v1/messages"]
+    config:
+      key: identity
+      on_exceed: delay
+      max_delay: 2
+      limits:
+        - requests: 10/min
   - name: per-key-rate
     kind: rate_shaping
     description: Per key; a throttled identity pays 1/factor per request.

@@ -106,6 +106,9 @@ class Persona:
     label: Label
     summary: str
     generate: Generator
+    # Probes of known weaknesses run only when named (--personas); the default
+    # mix is the issue's personas.
+    probe: bool = False
 
 
 # --- time -------------------------------------------------------------------------------
@@ -680,6 +683,27 @@ def support_bot(rng: random.Random, span: Span) -> Iterator[SimRequest]:
                 at += rng.uniform(15, 90)
 
 
+SHARED_TOOL_SYSTEM = (
+    "You are WriteWell, an open-source editing assistant. Improve the user's text for clarity, "
+    "grammar and flow. Keep the author's voice and meaning. Return only the revised text.")
+
+
+def shared_tool(rng: random.Random, span: Span) -> Iterator[SimRequest]:
+    """Probe: 40 developers, each with their own key, running the same open-source
+    tool. One slotted template shared by many keys: what a hydra looks like too."""
+    for index in range(max(10, round(40 * span.scale))):
+        key = make_key(rng, "shared-tool", index)
+        at = span.seconds * rng.random()
+        for _ in range(rng.randint(3, 15)):
+            text = paragraph(rng, rng.randint(2, 4))
+            messages: list[JSONDict] = [
+                {"role": "system", "content": SHARED_TOOL_SYSTEM},
+                {"role": "user", "content": f"Improve this text:\n\n\"{text}\""}]
+            yield SimRequest(key, at, OPENAI_PATH, openai_body(rng, messages),
+                             Label.BENIGN, "shared-tool")
+            at += rng.uniform(30, 900)
+
+
 # --- campaigns -----------------------------------------------------------------------------------
 
 
@@ -802,6 +826,8 @@ PERSONAS: tuple[Persona, ...] = (
             rubric_harvest),
     Persona("hydra", Label.CAMPAIGN, "20-50 keys under per-key volume sharing templates",
             hydra),
+    Persona("shared-tool", Label.BENIGN, "probe: 40 keys running one open-source tool's "
+            "template", shared_tool, probe=True),
 )
 PERSONA_NAMES: tuple[str, ...] = tuple(p.name for p in PERSONAS)
 
@@ -853,6 +879,8 @@ def place(rng: random.Random, name: str, requests: Iterator[SimRequest]) -> Iter
                 net = f"198.18.{pick_int(rng, _RESELLER)}"
             else:
                 net = f"198.19.{rng.randrange(256)}"
+        elif name == "shared-tool":  # developers at home, each on their own line
+            net = f"198.19.{residential.setdefault(request.key, rng.randrange(256))}"
         elif name == "small-keys":
             # the first eight keys are students behind the university's NAT
             home = residential.setdefault(request.key, rng.randrange(256))
@@ -874,7 +902,8 @@ def generate(
 ) -> list[SimRequest]:
     """Every chosen persona's traffic, merged in time order (ties: persona order)."""
     span = span or Span()
-    chosen = [persona(n) for n in names] if names is not None else list(PERSONAS)
+    chosen = ([persona(n) for n in names] if names is not None
+              else [p for p in PERSONAS if not p.probe])
     merged: list[tuple[float, int, int, SimRequest]] = []
     for order, p in enumerate(chosen):
         rng = random.Random(f"{seed}:{p.name}")

@@ -33,6 +33,7 @@ from gateway.errors import GatewayError, dialect_for_path
 from gateway.identity import Identity, IdentityHasher
 from gateway.pipeline.chain import Chain, RequestOutcome
 from gateway.pipeline.context import RequestContext
+from gateway.policies.shared import Shared
 from gateway.proxy.handler import MODEL_ROUTES
 from gateway.signals.suspicion import Standings
 from gateway.simulate.personas import ANTHROPIC_PATH, Label, SimRequest
@@ -123,7 +124,7 @@ async def simulate(
     clock = FakeClock(SIM_EPOCH)
     storage = MemoryBackend(clock=clock)
     standings = standings if standings is not None else Standings()
-    chain = Chain.from_policy(policy, standings)
+    chain = Chain.from_policy(policy, Shared(standings=standings))
     hasher = IdentityHasher(secret)
     identities: dict[str, Identity] = {}
     outcomes: list[Outcome] = []

@@ -4,12 +4,14 @@ Request stage (inside the request's single round trip): fingerprint the
 prompt, count it into the identity's sliding window (distinct prompts,
 templates and topic buckets as HyperLogLogs; requests, reasoning elicitation
 and this template's uses as counters) and read back the window and the
-identity's stored state (suspicion, when, template peers). Score the window,
-decay and raise the suspicion, apply the graduated steps.
+identity's stored state (suspicion, when, its coordination evidence). Score
+the window, decay and raise the suspicion, apply the graduated steps.
 
-Complete stage (off the client's path): count the identity into its
-template's cross-account set — a key on another Cluster slot, so a separate
-call — and store the new state for the next request.
+Complete stage (off the client's path): count the identity and the exact
+prompt into its template's cross-account sets (keys on other Cluster slots,
+so a separate call) and keep, in the identity's state, the most coordinated
+template it used in the window: coordination then scores every request of a
+hydra key, cover traffic included, not just the ones repeating a template.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from gateway.pipeline.decision import ALLOW, Action, Decision
 from gateway.policies.base import Handler as BaseHandler
 from gateway.policies.base import RuleInfo
 from gateway.policies.prompt_diversity.schema import Config
-from gateway.policies.prompt_diversity.signals import Window, instant_suspicion, scores
+from gateway.policies.prompt_diversity.signals import (
+    Window,
+    coordination,
+    instant_suspicion,
+    scores,
+)
+from gateway.policies.shared import Shared
 from gateway.signals import Fingerprint, ReasoningPatterns, fingerprint, prompt_text
 from gateway.signals.suspicion import Standing, Standings, decayed
 from gateway.storage.base import (
@@ -52,7 +60,10 @@ class _Request:
     key: str
     suspicion: float = 0.0
     now: float = 0.0
-    peers: float = 0.0
+    tally: float = 0.0  # this template's uses in the identity's window
+    peers: float = 0.0  # of the identity's most coordinated recent template
+    fills: float = 0.0  # distinct prompts seen (all identities) on that template
+    coordinated_at: float = 0.0
     group_peers: float = 0.0
     groups: tuple[str, ...] = ()
     signals: dict[str, float] = field(default_factory=dict)
@@ -62,7 +73,8 @@ class Handler(BaseHandler[Config]):
     def __init__(self, rule: RuleInfo, config: Config, shared: Any = None) -> None:
         super().__init__(rule, config, shared)
         self.patterns = ReasoningPatterns.default().extended(config.reasoning_patterns)
-        self.standings: Standings = shared if isinstance(shared, Standings) else Standings()
+        self.standings: Standings = (
+            shared.standings if isinstance(shared, Shared) else Standings())
         self._steps = sorted(config.steps, key=lambda step: step.at)
         self._ttl = max(config.window, 4 * config.half_life)
 
@@ -91,9 +103,13 @@ class Handler(BaseHandler[Config]):
         stored = result.state
         now = ctx.storage_now or time.time()
         state.now = now
-        # peers are known for the template this identity used last (off-path count)
-        if stored.get("peers_t") == state.fp.template:
+        state.tally = result.tally
+        # coordination evidence (counted off-path) holds for a window after it was seen
+        coordinated_at = _float(stored.get("cat"), 0.0)
+        if now - coordinated_at <= self.config.window:
             state.peers = _float(stored.get("peers"), 0.0)
+            state.fills = _float(stored.get("fills"), 0.0)
+            state.coordinated_at = coordinated_at
         state.group_peers = _float(stored.get("gpeers"), 0.0) if state.groups else 0.0
         window = Window(
             requests=result.totals.get("n", 0.0),
@@ -103,6 +119,7 @@ class Handler(BaseHandler[Config]):
             reasoning=result.totals.get("r", 0.0),
             template_uses=result.tally,
             peers=state.peers,
+            fills=state.fills,
             group_peers=state.group_peers,
             input_tokens=result.totals.get("tok", 0.0),
         )
@@ -158,7 +175,9 @@ class Handler(BaseHandler[Config]):
             "template": state.fp.template, "template_share": round(window.template_share, 4),
             "template_skeleton": state.fp.skeleton, "topic_buckets": window.topic_buckets,
             "reasoning_share": round(window.reasoning_share, 4),
-            "template_peers": window.peers, "group_peers": window.group_peers,
+            "template_uses": window.template_uses,
+            "template_peers": window.peers, "template_fills": window.fills,
+            "group_peers": window.group_peers,
             "input_tokens": window.input_tokens,
         }
         # a shadow rule records for investigators, it never steers other rules
@@ -172,8 +191,11 @@ class Handler(BaseHandler[Config]):
             return ()
         ops = [identity_key("tpl-" + state.fp.template, "pd", self.rule.name)]
         ops.extend(identity_key("grp-" + group, "pd", self.rule.name) for group in state.groups)
+        members = (("ids", ctx.identity.id),)
+        template_members = (*members, ("f", state.fp.exact))
         return tuple(Observe(key, self.config.window, self.config.slots,
-                             members=(("ids", ctx.identity.id),)) for key in ops)
+                             members=template_members if index == 0 else members)
+                     for index, key in enumerate(ops))
 
     def on_cross_results(
         self, ctx: RequestContext, results: Sequence[OpResult | ObserveResult]
@@ -181,19 +203,27 @@ class Handler(BaseHandler[Config]):
         state: _Request | None = ctx.rule_state.get(self.rule.name)
         if state is None or not results:
             return
-        counts = [max(0.0, r.distinct.get("ids", 1.0) - 1.0)
-                  for r in results if isinstance(r, ObserveResult)]
-        if counts:
-            state.peers = counts[0]
-            state.group_peers = max(counts[1:], default=0.0)
+        observed = [r for r in results if isinstance(r, ObserveResult)]
+        if not observed:
+            return
+        peers = [max(0.0, r.distinct.get("ids", 1.0) - 1.0) for r in observed]
+        state.group_peers = max(peers[1:], default=0.0)
+        fills = observed[0].distinct.get("f", 0.0)
+        th = self.config.thresholds
+        # only a template this identity repeats counts, and only if it is the
+        # identity's most coordinated one in the window (ties refresh the time)
+        if state.tally >= th.min_template_uses and coordination(
+                peers[0], fills, th) >= coordination(state.peers, state.fills, th):
+            state.peers, state.fills = peers[0], fills
+            state.coordinated_at = state.now
 
     def settle(self, ctx: RequestContext) -> Sequence[SettleOp]:
         state: _Request | None = ctx.rule_state.get(self.rule.name)
         if state is None or not state.now:
             return ()
         fields = (("s", repr(state.suspicion)), ("at", repr(state.now)),
-                  ("peers", repr(state.peers)), ("peers_t", state.fp.template),
-                  ("gpeers", repr(state.group_peers)))
+                  ("peers", repr(state.peers)), ("fills", repr(state.fills)),
+                  ("cat", repr(state.coordinated_at)), ("gpeers", repr(state.group_peers)))
         return (MergeState(state.key, fields, self._ttl),)
 
 

@@ -11,18 +11,19 @@ class Weights(BaseModel):
     """How much each signal can contribute: suspicion = 1 - prod(1 - weight * score).
 
     One signal alone reaches at most its weight; signals that agree compound.
-    The defaults keep any single weak signal (a RAG app's one template, a busy
-    key's volume) under the usual flag step, while templates with
-    chain-of-thought elicitation, broad novel sweeps at volume, or a template
-    shared across many keys go over it.
+    With the defaults, one template (a RAG app), volume alone or a broad window
+    alone stay at or under 0.65, while chain-of-thought elicitation at volume
+    (0.8) or a slotted template shared across many keys (0.8) pass a 0.75
+    throttle step by themselves, and templated + volume passes a 0.6 flag step.
+    See docs/detection.md for the measured effect of each.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    templated: float = Field(0.45, ge=0, le=1, description="Requests repeating one template.")
+    templated: float = Field(0.5, ge=0, le=1, description="Requests repeating one template.")
     broad: float = Field(0.65, ge=0, le=1,
                          description="Requests sweeping many topics, nearly all novel.")
-    reasoning: float = Field(0.6, ge=0, le=1, description="Chain-of-thought elicitation share.")
+    reasoning: float = Field(0.8, ge=0, le=1, description="Chain-of-thought elicitation share.")
     coordination: float = Field(0.8, ge=0, le=1,
                                 description="Other identities using the same template.")
     volume: float = Field(0.3, ge=0, le=1, description="Requests in the window.")
@@ -42,15 +43,22 @@ class Thresholds(BaseModel):
         (0.3, 0.8), description="Share of the window's requests using this request's "
         "template: [starts counting, certain].")
     topic_buckets: tuple[float, float] = Field(
-        (40, 120), description="Distinct topic buckets (of 256) in the window.")
+        (150, 230), description="Distinct topic buckets (of 256) in the window. Buckets "
+        "saturate fast (8 per request), so only a really wide window counts.")
     novelty: tuple[float, float] = Field(
-        (0.9, 1.0), description="Distinct prompts / requests: the broad signal needs both "
-        "topics and novelty.")
+        (0.97, 1.0), description="Distinct prompts / requests: the broad signal needs both "
+        "topics and novelty. Real users repeat themselves (~0.95); sweeps do not.")
     reasoning_share: tuple[float, float] = Field(
         (0.2, 0.6), description="Share of requests eliciting chain-of-thought.")
     template_peers: tuple[float, float] = Field(
-        (3, 15), description="Other identities that used this request's template in the "
-        "window.")
+        (2, 10), description="Other identities that used one of this identity's templates "
+        "in the window (its most coordinated one).")
+    template_fills: tuple[float, float] = Field(
+        (2, 8), description="Distinct prompts seen on that template, over all identities: a "
+        "template every key sends verbatim (a docs example) is popular, not coordinated.")
+    min_template_uses: int = Field(
+        2, ge=1, description="Uses of a template in the identity's own window before other "
+        "identities on it count as its peers.")
     volume: tuple[float, float] = Field(
         (200, 2000), description="Requests in the window.")
     group_peers: tuple[float, float] = Field(
@@ -60,7 +68,7 @@ class Thresholds(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         for name in ("template_share", "topic_buckets", "novelty", "reasoning_share",
-                     "template_peers", "volume", "group_peers"):
+                     "template_peers", "template_fills", "volume", "group_peers"):
             low, high = getattr(self, name)
             if not 0 <= low < high:
                 raise ValueError(f"{name}: need 0 <= start < certain, got [{low}, {high}]")

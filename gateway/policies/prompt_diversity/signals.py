@@ -27,7 +27,8 @@ class Window:
     topic_buckets: float
     reasoning: float
     template_uses: float
-    peers: float  # other identities seen with this request's template
+    peers: float  # other identities on the identity's most coordinated recent template
+    fills: float = 0.0  # distinct prompts (all identities) seen on that template
     group_peers: float = 0.0  # other identities sharing a group_by value
     input_tokens: float = 0.0  # estimated prompt tokens in the window (volume evidence)
 
@@ -51,10 +52,19 @@ def scores(window: Window, th: Thresholds) -> dict[str, float]:
         "broad": min(ramp(window.topic_buckets, th.topic_buckets),
                      ramp(window.novelty, th.novelty)) if at_volume else 0.0,
         "reasoning": ramp(window.reasoning_share, th.reasoning_share) if at_volume else 0.0,
-        "coordination": ramp(window.peers, th.template_peers),
+        "coordination": coordination(window.peers, window.fills, th),
         "volume": ramp(window.requests, th.volume),
         "grouping": ramp(window.group_peers, th.group_peers),
     }
+
+
+def coordination(peers: float, fills: float, th: Thresholds) -> float:
+    """Many other identities on one template, AND the template really has slots.
+
+    A template whose every use is the same prompt ("Say this is a test") is
+    popular, not coordinated: harvesting fills a scaffold with new content.
+    """
+    return ramp(peers, th.template_peers) * ramp(fills, th.template_fills)
 
 
 def instant_suspicion(signal_scores: dict[str, float], weights: Weights) -> float:

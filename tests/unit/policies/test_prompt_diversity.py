@@ -14,6 +14,7 @@ from gateway.identity import Identity
 from gateway.pipeline.chain import Chain
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.loader import parse_policy
+from gateway.policies.shared import Shared
 from gateway.signals.suspicion import Standings
 from gateway.storage.base import Acquire, CounterBackend, identity_key
 from gateway.storage.memory import MemoryBackend
@@ -77,7 +78,7 @@ def clock() -> FakeClock:
 class Harness:
     def __init__(self, text: str, storage: CounterBackend, clock: FakeClock) -> None:
         self.standings = Standings()
-        self.chain = Chain.from_policy(parse_policy(text), self.standings)
+        self.chain = Chain.from_policy(parse_policy(text), Shared(standings=self.standings))
         self.storage = storage
         self.clock = clock
         self.ids = itertools.count()
@@ -224,17 +225,72 @@ async def test_rules_match_on_suspicion_and_throttle_tightens_rates(
     assert (await storage.admit(bucket)).results[0].remaining == before - 3 * 2
 
 
-async def test_hydra_keys_share_a_template(storage: CounterBackend, clock: FakeClock) -> None:
-    harness = Harness(DIVERSITY, storage, clock)
-    keys = [f"hydra-{n}" for n in range(12)]
-    for round_ in range(4):  # each key sends few requests: under any per-key volume
+async def hydra_rounds(harness: Harness, keys: list[str], rounds: int) -> None:
+    """Each key fills one shared scaffold a few times: under any per-key volume."""
+    for round_ in range(rounds):
         for key in keys:
             await harness.send(key, f"Rewrite the product review '{key} {round_}' for a "
                                     f"{round_ + 3}-star rating, in formal tone.", gap=1.0)
+
+
+async def test_hydra_keys_share_a_template(storage: CounterBackend, clock: FakeClock) -> None:
+    harness = Harness(DIVERSITY, storage, clock)
+    keys = [f"hydra-{n}" for n in range(12)]
+    await hydra_rounds(harness, keys, 4)
     peers = [harness.standings.get(key) for key in keys]
     assert all(p is not None for p in peers)
     assert min(p.evidence["template_peers"] for p in peers if p is not None) >= 10
     assert all(p.signals["coordination"] > 0.5 for p in peers if p is not None)
+
+
+async def test_hydra_key_keeps_its_peers_on_cover_traffic(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    """Coordination sticks to the identity for a window, not to one template."""
+    harness = Harness(DIVERSITY, storage, clock)
+    await hydra_rounds(harness, [f"hydra-{n}" for n in range(10)], 3)
+    # now an ordinary, unique question: the key is still one of a cluster
+    await harness.send("hydra-0", "How do tides work, and why are there two a day?")
+    standing = harness.standings.get("hydra-0")
+    assert standing is not None
+    assert standing.evidence["template_uses"] == 1  # this request's own template is new
+    assert standing.evidence["template_peers"] == 9
+    assert standing.signals["coordination"] == 0.875  # ramp(9 peers, [2, 10]) x fills 1.0
+    # a window later, with no more shared templates, the evidence has lapsed
+    clock.advance(3700)
+    await harness.send("hydra-0", "What is the boiling point of water at altitude?")
+    standing = harness.standings.get("hydra-0")
+    assert standing is not None and standing.signals["coordination"] == 0.0
+
+
+async def test_verbatim_popular_prompt_is_not_coordination(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    """Forty developers sending the docs' example prompt share a template, but
+    with one fill: popular, not a scaffold being filled."""
+    harness = Harness(DIVERSITY, storage, clock)
+    keys = [f"dev-{n}" for n in range(40)]
+    for _ in range(3):
+        for key in keys:
+            await harness.send(key, "Say this is a test", gap=1.0)
+    for key in keys:
+        standing = harness.standings.get(key)
+        assert standing is not None
+        assert standing.evidence["template_fills"] == 1.0
+        assert standing.signals["coordination"] == 0.0 and not standing.flagged
+
+
+async def test_one_use_of_a_shared_template_is_not_membership(
+    storage: CounterBackend, clock: FakeClock
+) -> None:
+    harness = Harness(DIVERSITY, storage, clock)
+    await hydra_rounds(harness, [f"hydra-{n}" for n in range(10)], 3)
+    # a bystander uses the scaffold once, then asks something else
+    await harness.send("bystander", "Rewrite the product review 'great mug' for a "
+                                    "5-star rating, in formal tone.")
+    await harness.send("bystander", "Which houseplants tolerate low light?")
+    standing = harness.standings.get("bystander")
+    assert standing is not None and standing.signals["coordination"] == 0.0
 
 
 async def test_broad_novel_sweep_at_volume(storage: CounterBackend, clock: FakeClock) -> None:
@@ -242,8 +298,10 @@ async def test_broad_novel_sweep_at_volume(storage: CounterBackend, clock: FakeC
             "cryptography violin hurricane vaccine parliament quasar origami tundra "
             "derivative pharaoh photosynthesis bankruptcy opera tectonic antibiotics")
     words = text.split()
-    harness = Harness(DIVERSITY.replace("{at: 0.6, action: flag}", "{at: 0.5, action: flag}"),
-                      storage, clock)
+    # a 24-word vocabulary cannot cover the default 150+ buckets: scale the ramp to it
+    text = DIVERSITY.replace("{at: 0.6, action: flag}", "{at: 0.5, action: flag}").replace(
+        "      half_life: 600", "      half_life: 600\n      thresholds: {topic_buckets: [30, 60]}")
+    harness = Harness(text, storage, clock)
 
     def sweep(i: int) -> str:
         picks = [words[(i * 7 + k * 5) % len(words)] for k in range(3)]

@@ -498,3 +498,13 @@ def test_surrogates_and_control_characters(text: str) -> None:
     lone = text + "\ud800 \x00 \u202e"
     assert_well_formed(fingerprint(user(lone)), len(lone))
     assert simhash(text.upper()) == simhash(text.lower()) or not text.isascii()
+
+
+def test_topics_ignore_pasted_documents_and_code() -> None:
+    question = "Which holidays do part-time employees get?"
+    with_docs = (f"<document title='handbook'>{ASTRONOMY}</document>\n"
+                 f"```\n{COOKING}\n```\n{question}")
+    fp = fingerprint(PromptParts(last_user=with_docs))
+    assert set(fp.topics) <= set(topics(question + " document title handbook"))
+    assert not set(fp.topics) & (set(topics(ASTRONOMY)) | set(topics(COOKING))) - set(
+        topics(question + " document"))

@@ -53,7 +53,7 @@ def test_a_persona_does_not_depend_on_the_others(traffic: list[SimRequest]) -> N
 
 
 def test_every_persona_present_and_labelled(traffic: list[SimRequest]) -> None:
-    assert {r.persona for r in traffic} == set(PERSONA_NAMES)
+    assert {r.persona for r in traffic} == {p.name for p in PERSONAS if not p.probe}
     for r in traffic:
         expected = Label.CAMPAIGN if r.persona in CAMPAIGNS else Label.BENIGN
         assert r.label is expected == persona(r.persona).label
@@ -145,3 +145,12 @@ def test_span_is_validated() -> None:
 def test_registry_is_consistent() -> None:
     assert len(PERSONA_NAMES) == len(set(PERSONA_NAMES)) == len(PERSONAS)
     assert {p.label for p in PERSONAS} == {Label.BENIGN, Label.CAMPAIGN}
+
+
+def test_probes_run_only_when_named() -> None:
+    probes = [p.name for p in PERSONAS if p.probe]
+    assert probes == ["shared-tool"]
+    named = generate(3, Span(hours=6, scale=0.5), probes)
+    assert named and {r.persona for r in named} == {"shared-tool"}
+    # one template (system prompt + "Improve this text: <q>") on many keys
+    assert len({r.key for r in named}) >= 10

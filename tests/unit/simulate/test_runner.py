@@ -56,12 +56,14 @@ def test_chain_of_thought_harvesting_is_throttled(summary: Summary) -> None:
         row = _row(summary, name)
         assert row.flagged == row.identities, name
         assert row.first_flagged_median is not None and row.first_flagged_median <= 40
-        assert row.harvest_share < 0.5, name  # most answers came throttled and perturbed
-        assert row.throttled > 0.5 and row.perturbed > 0.5
+        # after the first 30 requests (min_requests), answers come throttled and
+        # perturbed, or are refused
+        assert row.harvested <= 32 * row.identities, name
+        assert row.throttled > 0.3 and row.perturbed > 0.3
 
 
 def test_hydra_caught_as_a_group(summary: Summary) -> None:
-    assert summary.hydra_flagged >= 0.5
+    assert summary.hydra_flagged >= 0.9
     assert "coordination" in _row(summary, "hydra").why
 
 
@@ -73,12 +75,12 @@ def test_quiet_benign_personas_untouched(summary: Summary) -> None:
     assert summary.benign_clean >= 0.95
 
 
-def test_known_false_positives_stay_known(summary: Summary) -> None:
-    # Documented in docs/detection.md: the "broad" signal alone cannot tell a
-    # busy multi-user chat app or a benchmark run from a capability sweep. If
-    # this starts failing, detection improved: update the doc's failure section.
-    assert _row(summary, "nightly-eval").flagged == 1
-    assert _row(summary, "chat-assistant").flagged >= 1
+def test_busy_benign_apps_not_flagged(summary: Summary) -> None:
+    # Before topic masking, the fills gate and the new defaults, the chat apps,
+    # the RAG app and the eval job were flagged on "broad" (docs/detection.md).
+    for name in ("chat-assistant", "rag-app", "nightly-eval", "sdk-quickstart"):
+        assert _row(summary, name).flagged == 0, name
+    assert summary.fpr == 0.0
 
 
 def test_report_table(summary: Summary, short_run: SimulationResult) -> None:
@@ -180,4 +182,4 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_default_policy_parses() -> None:
     policy = cli.load(None)
     kinds = [rule.kind for rule in policy.rules]  # type: ignore[attr-defined]
-    assert kinds == ["prompt_diversity", "rate_shaping"]
+    assert kinds == ["prompt_diversity", "rate_shaping", "rate_shaping"]
