@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from gateway.settings import Settings
 
@@ -48,16 +48,30 @@ def _check_policy_or_exit(path: str) -> None:
         raise SystemExit(2) from None
 
 
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """DISTILL_GUARD_* variables that rebuild `settings` in a worker process.
+
+    Secrets are written as their values: a JSON dump would write "**********"
+    and every worker would hash keys with that instead of the real secret.
+    """
+    env: dict[str, str] = {}
+    for field, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, field)
+        if isinstance(secret, SecretStr):
+            value = secret.get_secret_value()
+        if value is None:
+            continue
+        env[ENV_PREFIX + field.upper()] = (
+            json.dumps(value) if isinstance(value, list) else str(value))
+    return env
+
+
 def _run(settings: Settings) -> None:
     import uvicorn
 
     _check_policy_or_exit(str(settings.policy))
     # Worker processes read their settings from the environment.
-    for field, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        os.environ[ENV_PREFIX + field.upper()] = (
-            json.dumps(value) if isinstance(value, list) else str(value))
+    os.environ.update(worker_environment(settings))
     uvicorn.run(
         "gateway.app:create_app_from_env", factory=True, host=settings.host,
         port=settings.port, workers=settings.workers, log_config=None,
