@@ -3,8 +3,6 @@
     distill-guard simulate [--policy FILE] [--seed N] [--hours H] [--scale X]
                            [--json OUT] [--gateway URL]
 
-Until the subcommand is wired into `gateway/cli.py`, run it as
-`python -m gateway.simulate.cli ...`.
 """
 
 from __future__ import annotations
