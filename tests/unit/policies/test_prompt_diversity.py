@@ -334,3 +334,26 @@ async def test_group_by_client_network_counts_peers(
     assert standing is not None
     assert standing.evidence["group_peers"] >= 6
     assert standing.signals["grouping"] == 1.0
+
+
+async def test_volume_and_window_counts(storage: CounterBackend, clock: FakeClock) -> None:
+    """Requests, distinct prompts, templates and input tokens per window, on both backends."""
+    text = DIVERSITY.replace("      half_life: 600",
+                             "      half_life: 600\n      thresholds: {volume: [100, 300]}")
+    harness = Harness(text, storage, clock)
+    for i in range(200):  # 40 distinct questions, each asked five times
+        await harness.send("busy", chat(i % 40), gap=1.0)
+    standing = harness.standings.get("busy")
+    assert standing is not None
+    evidence = standing.evidence
+    assert evidence["requests"] == 200
+    assert abs(evidence["distinct_prompts"] - 40) <= 2  # HyperLogLog: ~1% error
+    assert abs(evidence["novelty"] - 0.2) <= 0.01
+    assert evidence["input_tokens"] > 200 * 5
+    assert standing.signals["volume"] == 0.5  # ramp(200, [100, 300])
+    assert standing.signals["broad"] == 0.0  # repeats: novelty far under 0.97
+    # a window later the counts have slid out
+    clock.advance(3700)
+    await harness.send("busy", chat(0))
+    standing = harness.standings.get("busy")
+    assert standing is not None and standing.evidence["requests"] == 1
