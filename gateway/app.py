@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,12 +21,14 @@ from starlette.routing import Route
 from gateway import metrics
 from gateway.embedded import EmbeddedServer
 from gateway.identity import IdentityHasher
+from gateway.metrics import rule_tallies
 from gateway.pipeline.chain import Chain
 from gateway.pipeline.loader import load_policy
 from gateway.policies.shared import Shared
 from gateway.proxy.client_ip import ClientIPResolver
 from gateway.proxy.handler import ProxyHandler, Receive, Scope, Send
 from gateway.proxy.upstream import AiohttpUpstream, UpstreamError
+from gateway.reload import PolicyReloader
 from gateway.settings import DEMO_UPSTREAM, Settings
 from gateway.signals.suspicion import Standing
 from gateway.state import GatewayState
@@ -47,12 +52,15 @@ class GatewayApp:
         self.state: GatewayState | None = None
         self.proxy: ProxyHandler | None = None
         self.ready = False
+        self.reloader: PolicyReloader | None = None
         self.ops = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics),
                 Route("/admin/policy", self.admin_policy),
+                Route("/admin/reload", self.admin_reload, methods=["POST"]),
+                Route("/admin/rules", self.admin_rules),
                 Route("/admin/identities", self.admin_identities),
                 Route("/admin/identities/{identity}", self.admin_identity),
             ],
@@ -110,6 +118,10 @@ class GatewayApp:
             standings=standings,
         )
         self.proxy = ProxyHandler(self.state)
+        self.reloader = PolicyReloader(self.state, Path(settings.policy), shared)
+        watcher = (asyncio.create_task(self.reloader.watch(settings.policy_watch_interval))
+                   if settings.policy_watch_interval > 0 else None)
+        hup = _on_sighup(self.reloader)
         self.ready = True
         log.info("gateway started", extra={"fields": {
             "upstream": "demo" if demo else settings.upstream, "storage": storage.name,
@@ -118,6 +130,10 @@ class GatewayApp:
             yield
         finally:
             self.ready = False
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            if watcher is not None:
+                watcher.cancel()
             await self.proxy.drain()
             await upstream.close()
             await storage.aclose()
@@ -162,6 +178,48 @@ class GatewayApp:
             return JSONResponse({"error": "unauthorized"}, status_code=401,
                                 headers={"www-authenticate": "Bearer"})
         return None
+
+    async def admin_reload(self, request: Request) -> Response:
+        """Re-read the policy file now; a file that fails validation is refused."""
+        refusal = self._admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        if self.reloader is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        result = await self.reloader.reload("admin API")
+        if not result.ok:
+            return JSONResponse({"status": "refused", "error": result.error,
+                                 "running_rules": result.rules}, status_code=422)
+        return JSONResponse({"status": "reloaded" if result.changed else "unchanged",
+                             "rules": result.rules})
+
+    async def admin_rules(self, request: Request) -> Response:
+        """Per rule, what it decided since the process started: for a shadow rule,
+        what it would have done. The evidence to promote a rule out of shadow."""
+        refusal = self._admin_refusal(request)
+        if refusal is not None:
+            return refusal
+        if self.state is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        tallies = rule_tallies()
+        rules = []
+        for rule in self.state.chain.rules:
+            info = rule.info
+            entry: dict[str, Any] = {
+                "name": info.name, "kind": info.kind, "shadow": info.shadow,
+                **tallies.get(info.name, {"decisions": {}, "perturbations": {}}),
+            }
+            if info.kind == "prompt_diversity":
+                entry["identities_flagged"] = sum(
+                    1 for _, standing in self.state.standings.items(shadow=info.shadow)
+                    if standing.flagged)
+            rules.append(entry)
+        reloader = self.reloader
+        return JSONResponse({
+            "policy": str(self.settings.policy), "rules": rules,
+            "loaded_at": reloader.loaded_at if reloader else None,
+            "last_reload_error": reloader.last_error if reloader else "",
+        })
 
     async def admin_identities(self, request: Request) -> Response:
         """Identities this process has scored, most suspicious first.
@@ -225,6 +283,18 @@ def create_app(
     settings: Settings | None = None, *, storage: CounterBackend | None = None
 ) -> GatewayApp:
     return GatewayApp(settings or Settings(), storage=storage)
+
+
+def _on_sighup(reloader: PolicyReloader) -> bool:
+    """SIGHUP reloads the policy; only the main thread can take signals (tests
+    run the app in a thread: then there is no handler, and False)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(
+            reloader.reload("SIGHUP")))
+    except (RuntimeError, ValueError, NotImplementedError):
+        return False
+    return True
 
 
 def create_app_from_env() -> GatewayApp:

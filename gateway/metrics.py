@@ -37,6 +37,11 @@ STORAGE_ERRORS = Counter(
 POLICY_LOADS = Counter(
     "distill_guard_policy_loads_total", "Policy (re)loads by result.", ["result"]
 )
+POLICY_VALID = Gauge(
+    "distill_guard_policy_last_load_valid",
+    "1 when the last policy file read was valid; 0 when it was refused and an older "
+    "policy still runs.",
+)
 FALLBACK_ADMITS = Counter(
     "distill_guard_storage_fallback_admits_total",
     "Requests whose counters were taken locally because shared storage failed.",
@@ -46,3 +51,28 @@ STORAGE_SHARED = Gauge(
     "1 while counters are shared (Redis reachable, breaker closed), 0 in local fallback.",
 )
 IN_FLIGHT = Gauge("distill_guard_in_flight_requests", "Requests being proxied now.")
+PERTURBATIONS = Counter(
+    "distill_guard_perturbations_total",
+    "Requests an output_perturbation rule changed (or, shadow=true, would have), by what "
+    "it did: top_logprobs_capped, n_capped, temperature_clamped, logprobs_refused, "
+    "logit_bias_refused, logprobs_perturbed, reasoning_dropped/truncated/replaced, "
+    "watermarked.",
+    ["rule", "kind", "shadow"],
+)
+
+
+def rule_tallies() -> dict[str, dict[str, dict[str, float]]]:
+    """{rule: {"decisions": {decision: n}, "perturbations": {what: n}}} since start,
+    read back from the counters above (so the admin API and /metrics agree)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    sources = ((DECISIONS, "decisions", "decision"), (PERTURBATIONS, "perturbations", "kind"))
+    for counter, section, label in sources:
+        for family in counter.collect():
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                rule = out.setdefault(sample.labels["rule"],
+                                      {"decisions": {}, "perturbations": {}})
+                key = sample.labels[label]
+                rule[section][key] = rule[section].get(key, 0.0) + sample.value
+    return out

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     policy: Path = Field(
         DEFAULT_POLICY, description="Path of the YAML policy file the gateway enforces."
     )
+    policy_watch_interval: float = Field(
+        2.0, ge=0, description="Seconds between checks of the policy file for changes "
+        "(0: reload only on SIGHUP or POST /admin/reload).",
+    )
     upstream: str = Field(
         DEMO_UPSTREAM,
         description="Base URL of the model endpoint (e.g. http://127.0.0.1:8000), or `demo` "
