@@ -14,12 +14,20 @@ rules read it when the identity's next request arrives: `match:
 {suspicion: ">= 0.6"}`, rate shaping's throttle. It is refreshed from Redis
 on every request of the identity (the state rides in the request's single
 round trip), so replicas converge after one request each.
+
+`Standings` also keeps a short history for investigators (the admin UI's
+plot): per identity that has been flagged or crossed `history_floor`, one
+point per `history_bucket` seconds (suspicion and signal scores as of the
+last request in that bucket) over the last `history_hours`, for at most
+`history_identities` identities (the least suspicious are evicted first).
+A request in a bucket that already has a point updates it in place.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 
@@ -48,17 +56,113 @@ class Standing:
         return decayed(self.suspicion, now - self.at, self.half_life)
 
 
+@dataclass(slots=True)
+class Point:
+    """Suspicion and signal scores as of the last request in one history bucket."""
+
+    at: float  # start of the bucket
+    suspicion: float
+    signals: dict[str, float]
+
+
+@dataclass(slots=True)
+class Track:
+    """One identity's recent history, its latest standing, and when it was last flagged."""
+
+    points: deque[Point]
+    standing: Standing
+    flagged_at: float = 0.0  # 0: not flagged while tracked
+
+
+class History:
+    """Bounded per-identity time series of suspicion and signals (see the module doc)."""
+
+    def __init__(self, *, hours: float, identities: int, floor: float, bucket: float) -> None:
+        if hours <= 0 or identities < 1 or bucket <= 0:
+            raise ValueError("history needs hours > 0, identities >= 1 and bucket > 0")
+        self.hours = hours
+        self.bucket = bucket
+        self.floor = floor
+        self.capacity = identities
+        self.span = hours * 3600.0
+        self._max_points = math.ceil(self.span / bucket) + 1
+        self._tracks: dict[str, Track] = {}
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._tracks
+
+    def record(self, identity: str, standing: Standing) -> None:
+        """O(1) for a known identity; a point is allocated only when a bucket starts."""
+        track = self._tracks.get(identity)
+        if track is None:
+            if not standing.flagged and standing.suspicion < self.floor:
+                return
+            track = Track(deque(maxlen=self._max_points), standing)
+            self._tracks[identity] = track
+            if len(self._tracks) > self.capacity:
+                self._evict(standing.at)
+                if identity not in self._tracks:
+                    return
+        at = standing.at
+        points = track.points
+        if points and at < points[-1].at + self.bucket:
+            last = points[-1]  # same bucket (or a late request): update in place
+            last.suspicion = standing.suspicion
+            last.signals = standing.signals
+        else:
+            points.append(Point(at - at % self.bucket, standing.suspicion, standing.signals))
+        track.standing = standing
+        if standing.flagged:
+            track.flagged_at = at
+
+    def _evict(self, now: float) -> None:
+        """Drop expired tracks, then the least suspicious down to 90% of capacity.
+
+        Runs once per ~capacity / 10 new identities, so a new identity costs
+        O(log n) amortised and a known one nothing extra.
+        """
+        self._expire(now)
+        excess = len(self._tracks) - (self.capacity - self.capacity // 10)
+        if excess <= 0:
+            return
+        weakest = heapq.nsmallest(
+            excess, self._tracks.items(), key=lambda item: item[1].standing.current(now))
+        for identity, _track in weakest:
+            del self._tracks[identity]
+
+    def _expire(self, now: float) -> None:
+        since = now - self.span
+        for identity in [i for i, t in self._tracks.items() if t.standing.at < since]:
+            del self._tracks[identity]
+
+    def tracks(self, now: float) -> list[tuple[str, Track]]:
+        """Identities with a point in the last `hours` before `now` (older ones are dropped)."""
+        self._expire(now)
+        return list(self._tracks.items())
+
+
 class Standings:
     """Bounded LRUs of identity -> Standing, shared by all rules of a process.
 
     Shadow rules record into a separate map: investigators see what they
-    would have done, but nothing they record steers other rules.
+    would have done, but nothing they record steers other rules. Each map
+    has its own `History`.
     """
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(
+        self, capacity: int = 100_000, *, history_hours: float = 6.0,
+        history_identities: int = 2_000, history_floor: float = 0.3,
+        history_bucket: float = 60.0,
+    ) -> None:
         self._enforced: OrderedDict[str, Standing] = OrderedDict()
         self._shadow: OrderedDict[str, Standing] = OrderedDict()
         self._capacity = capacity
+        self._history, self._shadow_history = (
+            History(hours=history_hours, identities=history_identities,
+                    floor=history_floor, bucket=history_bucket) for _ in range(2))
 
     def get(self, identity: str) -> Standing | None:
         standing = self._enforced.get(identity)
@@ -72,6 +176,11 @@ class Standings:
         items.move_to_end(identity)
         while len(items) > self._capacity:
             items.popitem(last=False)
+        (self._shadow_history if shadow else self._history).record(identity, standing)
+
+    def history(self, *, shadow: bool = False) -> History:
+        """Recent per-identity suspicion history, for investigators."""
+        return self._shadow_history if shadow else self._history
 
     def items(self, *, shadow: bool = False) -> list[tuple[str, Standing]]:
         return list((self._shadow if shadow else self._enforced).items())
