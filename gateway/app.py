@@ -19,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import metrics
+from gateway.admin_ui import admin_ui_routes
+from gateway.authoring.audit import AuditLog
 from gateway.embedded import EmbeddedServer
 from gateway.identity import IdentityHasher
 from gateway.metrics import rule_tallies
@@ -63,6 +65,7 @@ class GatewayApp:
                 Route("/admin/rules", self.admin_rules),
                 Route("/admin/identities", self.admin_identities),
                 Route("/admin/identities/{identity}", self.admin_identity),
+                *admin_ui_routes(self),
             ],
             lifespan=self.lifespan,
         )
@@ -94,7 +97,8 @@ class GatewayApp:
             max_connections=settings.upstream_max_connections,
         )
         await upstream.start()
-        storage = self._storage_override or open_backend(
+        # `is None`, not `or`: an empty MemoryBackend is falsy (it has __len__)
+        storage = self._storage_override if self._storage_override is not None else open_backend(
             settings.redis, timeout=settings.redis_timeout_ms / 1000,
             max_connections=settings.redis_max_connections)
         fallback: CounterBackend | None = None
@@ -117,7 +121,10 @@ class GatewayApp:
             client_ip=ClientIPResolver(settings.trusted_proxies), fallback=fallback,
             standings=standings,
         )
-        self.proxy = ProxyHandler(self.state)
+        audit = (AuditLog(settings.audit_log, bodies=settings.audit_log_bodies,
+                          max_buffer_bytes=settings.audit_log_buffer_bytes)
+                 if settings.audit_log is not None else None)
+        self.proxy = ProxyHandler(self.state, audit)
         self.reloader = PolicyReloader(self.state, Path(settings.policy), shared)
         watcher = (asyncio.create_task(self.reloader.watch(settings.policy_watch_interval))
                    if settings.policy_watch_interval > 0 else None)
@@ -135,6 +142,8 @@ class GatewayApp:
             if watcher is not None:
                 watcher.cancel()
             await self.proxy.drain()
+            if audit is not None:
+                await asyncio.to_thread(audit.close)  # writes what is still buffered
             await upstream.close()
             await storage.aclose()
             if demo is not None:

@@ -91,3 +91,18 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Write one JSON log line per request.")
+    audit_log: Path | None = Field(
+        None,
+        description="Append one JSON line per request (identity id, route, selected headers, "
+        "request body, outcome) to this file, for `distill-guard replay`; off when unset. "
+        "It holds prompts; `{pid}` in the path is replaced by the process id (one file per "
+        "worker). See docs/replay.md.",
+    )
+    audit_log_bodies: bool = Field(
+        True, description="Write request bodies (prompts) into the audit log."
+    )
+    audit_log_buffer_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="Most bytes of audit lines waiting for the disk; beyond it lines are "
+        "dropped and counted, requests never wait.",
+    )

@@ -6,6 +6,7 @@ import fnmatch
 import operator
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,40 +45,79 @@ class Match(BaseModel):
 Predicate = Callable[[RequestContext], bool]
 
 
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One condition of a `match`: what it wants, and how to read it off a request."""
+
+    field: str
+    wanted: str
+    holds: Predicate
+    actual: Callable[[RequestContext], object]
+
+
 def _globs(patterns: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-def compile_match(match: Match) -> Predicate:
-    checks: list[Predicate] = []
+def conditions(match: Match) -> list[Condition]:
+    """The conditions `match` sets, in field order (all must hold)."""
+    out: list[Condition] = []
     if match.paths is not None:
         paths = _globs(match.paths)
-        checks.append(lambda ctx: paths.match(ctx.path) is not None)
+        out.append(Condition("paths", f"one of {match.paths}",
+                             lambda ctx: paths.match(ctx.path) is not None,
+                             lambda ctx: ctx.path))
     if match.methods is not None:
         methods = {m.upper() for m in match.methods}
-        checks.append(lambda ctx: ctx.method in methods)
+        out.append(Condition("methods", f"one of {sorted(methods)}",
+                             lambda ctx: ctx.method in methods, lambda ctx: ctx.method))
     if match.models is not None:
         models = _globs(match.models)
-        checks.append(lambda ctx: (m := ctx.model) is not None and models.match(m) is not None)
+        out.append(Condition(
+            "models", f"one of {match.models}",
+            lambda ctx: (m := ctx.model) is not None and models.match(m) is not None,
+            lambda ctx: ctx.model))
     if match.tiers is not None:
         tiers = set(match.tiers)
-        checks.append(lambda ctx: ctx.identity.tier in tiers)
+        out.append(Condition("tiers", f"one of {match.tiers}",
+                             lambda ctx: ctx.identity.tier in tiers,
+                             lambda ctx: ctx.identity.tier))
     if match.tenants is not None:
         tenants = set(match.tenants)
-        checks.append(lambda ctx: ctx.identity.tenant in tenants)
+        out.append(Condition("tenants", f"one of {match.tenants}",
+                             lambda ctx: ctx.identity.tenant in tenants,
+                             lambda ctx: ctx.identity.tenant))
     if match.headers is not None:
         for name, values in match.headers.items():
-            checks.append(_header_check(name.lower().encode("latin-1"), _globs(values)))
+            out.append(_header_condition(name, values))
     if match.authenticated is not None:
         wanted = match.authenticated
-        checks.append(lambda ctx: ctx.identity.authenticated is wanted)
+        out.append(Condition("authenticated", str(wanted).lower(),
+                             lambda ctx: ctx.identity.authenticated is wanted,
+                             lambda ctx: ctx.identity.authenticated))
     if match.suspicion is not None:
         symbol, value = _comparison(match.suspicion)
         compare = _COMPARE[symbol]
-        checks.append(lambda ctx: compare(ctx.suspicion, value))
+        out.append(Condition("suspicion", f"{symbol} {value:g}",
+                             lambda ctx: compare(ctx.suspicion, value),
+                             lambda ctx: round(ctx.suspicion, 4)))
+    return out
+
+
+def compile_match(match: Match) -> Predicate:
+    checks = [condition.holds for condition in conditions(match)]
     if not checks:
         return lambda ctx: True
     return lambda ctx: all(check(ctx) for check in checks)
+
+
+def explain_match(match: Match, ctx: RequestContext) -> list[str]:
+    """Why `match` does not hold for `ctx`, one line per failing condition (none: it holds).
+
+    For `policy explain`; the request path uses `compile_match`.
+    """
+    return [f"{c.field}: wants {c.wanted}, the request has {c.actual(ctx)!r}"
+            for c in conditions(match) if not c.holds(ctx)]
 
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -91,9 +131,16 @@ def _comparison(text: str) -> tuple[str, float]:
     return found.group(1), float(found.group(2))
 
 
-def _header_check(name: bytes, values: re.Pattern[str]) -> Predicate:
-    def check(ctx: RequestContext) -> bool:
-        value = ctx.header(name)
-        return value is not None and values.match(value.decode("latin-1")) is not None
+def _header_condition(name: str, values: list[str]) -> Condition:
+    key = name.lower().encode("latin-1")
+    pattern = _globs(values)
 
-    return check
+    def actual(ctx: RequestContext) -> str | None:
+        value = ctx.header(key)
+        return value.decode("latin-1") if value is not None else None
+
+    def holds(ctx: RequestContext) -> bool:
+        value = ctx.header(key)
+        return value is not None and pattern.match(value.decode("latin-1")) is not None
+
+    return Condition(f"headers.{name.lower()}", f"one of {values}", holds, actual)

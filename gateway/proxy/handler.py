@@ -32,6 +32,7 @@ from gateway.proxy.upstream import UpstreamError, UpstreamResponse
 from gateway.streaming.sse import SSEDecoder, SSEProtocolError
 
 if TYPE_CHECKING:
+    from gateway.authoring.audit import AuditLog
     from gateway.state import GatewayState
 
 Scope = MutableMapping[str, Any]
@@ -62,8 +63,9 @@ class _ClientGone(Exception):
 
 
 class ProxyHandler:
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, state: GatewayState, audit: AuditLog | None = None) -> None:
         self.state = state
+        self.audit = audit  # the optional audit log (gateway/authoring/audit.py)
         self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +159,8 @@ class ProxyHandler:
                 watcher.cancel()
             if ctx is not None:
                 ctx.status = status
+                if self.audit is not None:  # never blocks: a writer thread does the I/O
+                    self.audit.record(ctx, status, self.state.chain.policy)
                 if outcome.active:
                     self._in_background(Chain.complete(outcome, ctx))
             self._record(path, status, ctx, started, overhead)

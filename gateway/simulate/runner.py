@@ -1,12 +1,13 @@
 """Play simulated traffic through a policy: in-process on a fake clock, or over HTTP.
 
-In-process (`simulate`) does what the proxy does for each request
-(gateway/proxy/handler.py), without an upstream: build the `RequestContext`
-(identity = `IdentityHasher(secret).hash_key(key)`, no tier), copy the
-identity's standing (suspicion, throttle, perturbation level) into it, run the
-chain's request stage, then its complete stage. The memory backend runs on a
-`FakeClock` advanced to each request's timestamp, so a simulated day takes
-seconds and every window, decay and bucket sees simulated time.
+In-process (`simulate`) plays each request through `gateway.offline.OfflineChain`,
+which does what the proxy does (gateway/proxy/handler.py) without an upstream:
+build the `RequestContext` (identity = `IdentityHasher(secret).hash_key(key)`,
+no tier), copy the identity's standing (suspicion, throttle, perturbation
+level) into it, run the chain's request stage, then its complete stage. The
+memory backend runs on a `FakeClock` advanced to each request's timestamp, so
+a simulated day takes seconds and every window, decay and bucket sees
+simulated time.
 
 Over HTTP (`send_over_http`) the same requests go to a running gateway on
 loopback, in order, with bounded concurrency; the gateway runs on real time,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +28,12 @@ from urllib.parse import urlsplit
 import orjson
 from pydantic import BaseModel
 
-from gateway.clock import FakeClock
-from gateway.errors import GatewayError, dialect_for_path
 from gateway.identity import Identity, IdentityHasher
-from gateway.pipeline.chain import Chain, RequestOutcome
+from gateway.offline import OfflineChain, OfflineRequest
+from gateway.offline import build_context as offline_context
 from gateway.pipeline.context import RequestContext
-from gateway.policies.shared import Shared
-from gateway.proxy.handler import MODEL_ROUTES
 from gateway.signals.suspicion import Standings
 from gateway.simulate.personas import ANTHROPIC_PATH, Label, SimRequest
-from gateway.storage.memory import MemoryBackend
 
 SIM_SECRET = b"distill-guard-simulation"
 DEV_IDENTITY_SECRET = b"distill-guard-dev-secret"  # the gateway's (public) development default
@@ -96,23 +92,16 @@ def headers_for(request: SimRequest) -> list[tuple[bytes, bytes]]:
             *agent]
 
 
+def offline_request(request: SimRequest, identity: Identity) -> OfflineRequest:
+    return OfflineRequest(SIM_EPOCH + request.at, identity, request.path,
+                          orjson.dumps(request.body), headers_for(request), request.client_ip)
+
+
 def build_context(
     request: SimRequest, identity: Identity, standings: Standings, now: float
 ) -> RequestContext:
     """The request context the proxy would build, standing included."""
-    body = orjson.dumps(request.body)
-    ctx = RequestContext(
-        request_id=uuid.uuid4().hex, method="POST", path=request.path, query=b"",
-        headers=headers_for(request), client_ip=request.client_ip,
-        dialect=dialect_for_path(request.path), identity=identity, body=body,
-        started=time.perf_counter(), is_model_route=request.path in MODEL_ROUTES,
-    )
-    standing = standings.get(identity.id)
-    if standing is not None:
-        ctx.suspicion = standing.current(now)
-        ctx.throttle = standing.throttle
-        ctx.perturb_level = standing.perturb_level
-    return ctx
+    return offline_context(offline_request(request, identity), standings, now)
 
 
 async def simulate(
@@ -121,35 +110,25 @@ async def simulate(
 ) -> SimulationResult:
     """Run `requests` (time-ordered) through `policy` in this process, on a fake clock."""
     started = time.perf_counter()
-    clock = FakeClock(SIM_EPOCH)
-    storage = MemoryBackend(clock=clock)
-    standings = standings if standings is not None else Standings()
-    chain = Chain.from_policy(policy, Shared(standings=standings))
+    offline = OfflineChain(policy, start=SIM_EPOCH, standings=standings)
+    standings = offline.standings
     hasher = IdentityHasher(secret)
     identities: dict[str, Identity] = {}
     outcomes: list[Outcome] = []
     for request in requests:
-        target = SIM_EPOCH + request.at
-        if target > clock.now():
-            clock.advance(target - clock.now())
         identity = identities.get(request.key)
         if identity is None:
             identity = Identity(hasher.hash_key(request.key), True, None, None)
             identities[request.key] = identity
-        ctx = build_context(request, identity, standings, clock.now())
+        offline.advance_to(SIM_EPOCH + request.at)
+        ctx = offline.context(offline_request(request, identity))
         record = Outcome(request.persona, request.label, request.key, identity.id, request.at,
                          throttled=ctx.throttle < 1.0, perturbed=ctx.perturb_level > 0)
-        try:
-            outcome = await chain.run_request(ctx, storage)
-        except GatewayError as error:
-            record.refused, record.status = True, error.status
-            ctx.refused, ctx.status = True, error.status
-            outcome = ctx.rule_state.pop("_outcome", RequestOutcome())
+        played = await offline.run(ctx)
+        if played.error is not None:
+            record.refused, record.status = True, played.error.status
         else:
-            record.delayed = outcome.delay > 0
-            ctx.sent_upstream, ctx.status = True, 200
-        if outcome.active:
-            await Chain.complete(outcome, ctx)
+            record.delayed = played.outcome.delay > 0
         standing, shadow = standings.lookup(identity.id)
         if shadow is not None:
             record.shadow_suspicion, record.shadow_flagged = shadow.suspicion, shadow.flagged

@@ -1,0 +1,1 @@
+"""Tools for policy authors and operators: the audit log, `replay` and `policy explain`."""
