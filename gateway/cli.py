@@ -1,4 +1,4 @@
-"""`distill-guard` command line: serve, demo, identity, policy check/schema."""
+"""`distill-guard` command line: serve, demo, identity, policy check/schema, watermark detect."""
 
 from __future__ import annotations
 
@@ -132,10 +132,68 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_policy_docs(args: argparse.Namespace) -> int:
+    from gateway.pipeline.policy_docs import reference_markdown
+
+    sys.stdout.write(reference_markdown())
+    return 0
+
+
 def cmd_policy_schema(args: argparse.Namespace) -> int:
     from gateway.pipeline.policy_file import json_schema
 
     print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    except OSError as exc:
+        print(f"distill-guard: {path}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_watermark_detect(args: argparse.Namespace) -> int:
+    from gateway.identity import IdentityHasher
+    from gateway.watermark import Detector, report
+
+    settings = _settings_from(args)
+    if args.secret_file:
+        try:
+            with open(args.secret_file, "rb") as f:
+                secret = f.read().strip()
+        except OSError as exc:
+            print(f"distill-guard: {args.secret_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+    else:
+        secret = settings.watermark_secret.get_secret_value().encode()
+    identities = _read_lines(args.identities) if args.identities else []
+    if args.keys:
+        hasher = IdentityHasher(settings.identity_secret.get_secret_value().encode())
+        identities = [hasher.hash_key(key) for key in identities]
+    detector = Detector(secret, identities)
+    rows = []
+    texts = []
+    for name in args.files:
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                with open(name, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                print(f"distill-guard: {name}: {exc}", file=sys.stderr)
+                return 2
+        texts.append(text)
+        rows.append((name, detector.detect(text)))
+    if args.combine and len(texts) > 1:
+        rows.append((f"(all {len(texts)} inputs)", detector.detect(*texts)))
+    if args.json:
+        print(json.dumps([report.as_json(name, d) for name, d in rows], indent=2))
+    else:
+        print(report.table(rows))
     return 0
 
 
@@ -168,6 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = simulate_cli.add_parser(sub)
     simulate.set_defaults(func=simulate_cli.run)
 
+    watermark = sub.add_parser("watermark", help="output watermark tools")
+    watermark_sub = watermark.add_subparsers(dest="watermark_command", required=True)
+    detect = watermark_sub.add_parser(
+        "detect", help="test texts for the watermark and name the identity they were served to",
+        description="Per input: the deployment mark's z-score and p-value, and the most "
+                    "likely source identity among --identities with its own score.")
+    detect.add_argument("files", nargs="+", metavar="FILE", help="text files, `-` for stdin")
+    detect.add_argument("--secret-file", metavar="F",
+                        help=f"file holding the deployment secret (default: the setting "
+                             f"{ENV_PREFIX}WATERMARK_SECRET)")
+    detect.add_argument("--identities", metavar="FILE",
+                        help="candidate identity ids, one a line")
+    detect.add_argument("--keys", action="store_true",
+                        help=f"--identities holds raw API keys: hash them with "
+                             f"{ENV_PREFIX}IDENTITY_SECRET first")
+    detect.add_argument("--combine", action="store_true",
+                        help="also score all inputs together, as one body of evidence "
+                             "(many outputs of one suspect model)")
+    detect.add_argument("--json", action="store_true", help="JSON instead of a table")
+    detect.set_defaults(func=cmd_watermark_detect)
+
     policy = sub.add_parser("policy", help="policy file tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate policy files")
@@ -175,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_policy_check)
     schema = policy_sub.add_parser("schema", help="print the policy JSON Schema")
     schema.set_defaults(func=cmd_policy_schema)
+    docs = policy_sub.add_parser(
+        "docs", help="print the policy reference (Markdown) generated from the models")
+    docs.set_defaults(func=cmd_policy_docs)
+
+    from gateway.authoring import cli as authoring_cli
+
+    authoring_cli.add_explain_parser(policy_sub)  # policy explain
+    authoring_cli.add_replay_parser(sub)  # replay
     return parser
 
 

@@ -52,8 +52,8 @@ def _errors() -> float:
     return metrics.POLICY_LOADS.labels(result="error")._value.get()
 
 
-async def _wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for(check: Callable[[], object], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not await check():  # type: ignore[misc]
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
