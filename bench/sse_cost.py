@@ -140,7 +140,7 @@ async def in_process(case: Case, repeat: int) -> tuple[float, float, int, int]:
         ctx = context(case, n)
         ctx.status = 200
         outcome = await chain.run_request(ctx, backend)
-        rules = outcome.stream_rules
+        rules = outcome.stream_rules(ctx)
         stream_event = Chain.stream_event
         out = 0
         started = time.process_time_ns()

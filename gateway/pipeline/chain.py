@@ -63,13 +63,13 @@ class RequestOutcome:
     # Shadow rules see the response too (they count what they would have
     # charged); their handlers must not change what the client gets beyond
     # undoing their own request-side changes (e.g. an added usage chunk).
-    @property
-    def stream_rules(self) -> list[CompiledRule]:
-        return [r for r in self.active if r.handler.reads_stream]
+    def stream_rules(self, ctx: RequestContext) -> list[CompiledRule]:
+        return [r for r in self.active
+                if r.handler.reads_stream and r.handler.reads_response(ctx)]
 
-    @property
-    def body_rules(self) -> list[CompiledRule]:
-        return [r for r in self.active if r.handler.reads_body]
+    def body_rules(self, ctx: RequestContext) -> list[CompiledRule]:
+        return [r for r in self.active
+                if r.handler.reads_body and r.handler.reads_response(ctx)]
 
 
 class Chain:

@@ -64,6 +64,12 @@ class Handler(Generic[ConfigT]):
         return ALLOW
 
     # -- response stages -----------------------------------------------------
+    def reads_response(self, ctx: RequestContext) -> bool:
+        """Whether this request's response must be decoded for this rule (only
+        asked of rules with `reads_stream`/`reads_body`); False lets the proxy
+        relay the bytes untouched when no other rule needs them."""
+        return True
+
     def on_response_start(
         self, ctx: RequestContext, status: int, headers: list[tuple[bytes, bytes]]
     ) -> None:

@@ -240,8 +240,8 @@ class ProxyHandler:
         """Send the upstream response on; return the gateway time it took."""
         content_type = find_header(resp.headers, b"content-type") or b""
         is_sse = content_type.startswith(b"text/event-stream")
-        stream_rules = outcome.stream_rules if is_sse else []
-        body_rules = [] if is_sse else outcome.body_rules
+        stream_rules = outcome.stream_rules(ctx) if is_sse else []
+        body_rules = [] if is_sse else outcome.body_rules(ctx)
         headers = client_response_headers(
             resp.headers, keep_length=not (stream_rules or body_rules))
         headers.extend(ctx.response_headers)

@@ -75,6 +75,11 @@ class Handler(BaseHandler[Config]):
         self.reads_body = self.reads_stream = any(
             self._touches_response(level) for level in config.levels)
 
+    def reads_response(self, ctx: RequestContext) -> bool:
+        # Only requests that asked for something this rule rewrites (its state
+        # exists): the rest are relayed byte for byte, not decoded.
+        return self.rule.name in ctx.rule_state
+
     def _touches_response(self, level: Perturbation) -> bool:
         logprobs = level.logprobs
         return (

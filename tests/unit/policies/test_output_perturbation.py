@@ -166,8 +166,8 @@ def relay(outcome: RequestOutcome, ctx: RequestContext, raw: bytes, sse: bool,
           cuts: list[int] | None = None) -> bytes:
     """What the proxy sends the client for an upstream answer `raw` (cut at `cuts`)."""
     if not sse:
-        return Chain.response_body(outcome.body_rules, ctx, raw)
-    rules = outcome.stream_rules
+        return Chain.response_body(outcome.body_rules(ctx), ctx, raw)
+    rules = outcome.stream_rules(ctx)
     decoder = SSEDecoder()
     out: list[bytes] = []
     edges = [0, *sorted(set(cuts or [])), len(raw)]
@@ -444,7 +444,7 @@ async def test_other_routes_are_untouched() -> None:
     ctx = context("/v1/embeddings", {"model": "demo-embed", "input": "x", "logprobs": True})
     outcome = await rules.run_request(ctx, MemoryBackend())
     assert ctx.rule_state == {} and not ctx.json_dirty
-    assert Chain.response_body(outcome.body_rules, ctx, b'{"data": []}') == b'{"data": []}'
+    assert Chain.response_body(outcome.body_rules(ctx), ctx, b'{"data": []}') == b'{"data": []}'
 
 
 # == logprobs ==============================================================================
@@ -805,7 +805,7 @@ async def test_error_responses_are_left_alone() -> None:
     outcome = await rules.run_request(ctx, MemoryBackend())
     ctx.status = 429
     body = b'{"error": {"message": "slow down", "reasoning_content": "x"}}'
-    assert Chain.response_body(outcome.body_rules, ctx, body) == body
+    assert Chain.response_body(outcome.body_rules(ctx), ctx, body) == body
 
 
 async def test_enforced_counts_once_per_request() -> None:
@@ -1014,3 +1014,14 @@ def test_perturber_handles_odd_upstream_values() -> None:
     assert perturber.legacy(0, block)
     assert block["token_logprobs"][:2] == [None, -1]
     assert isinstance(block["token_logprobs"][2], float)
+
+
+async def test_requests_without_anything_to_rewrite_are_not_decoded() -> None:
+    """A logprob guard must not make the proxy buffer or decode every answer."""
+    rules = chain("{logprobs: {mode: cap, max_top_logprobs: 5, decimals: 2}}")
+    plain = context(CHAT, {"model": "m", "messages": ASK, "stream": True})
+    outcome = await rules.run_request(plain, MemoryBackend())
+    assert outcome.stream_rules(plain) == [] and outcome.body_rules(plain) == []
+    asks = context(CHAT, {"model": "m", "messages": ASK, "logprobs": True, "top_logprobs": 9})
+    outcome = await rules.run_request(asks, MemoryBackend())
+    assert [r.info.kind for r in outcome.body_rules(asks)] == ["output_perturbation"]
