@@ -23,6 +23,7 @@ from gateway.admin_ui import admin_ui_routes
 from gateway.authoring.audit import AuditLog
 from gateway.embedded import EmbeddedServer
 from gateway.identity import IdentityHasher
+from gateway.lifecycle import DrainOnTerm
 from gateway.metrics import rule_tallies
 from gateway.pipeline.chain import Chain
 from gateway.pipeline.loader import load_policy
@@ -55,6 +56,7 @@ class GatewayApp:
         self.proxy: ProxyHandler | None = None
         self.ready = False
         self.reloader: PolicyReloader | None = None
+        self.drain: DrainOnTerm | None = None
         self.ops = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
@@ -129,6 +131,8 @@ class GatewayApp:
         watcher = (asyncio.create_task(self.reloader.watch(settings.policy_watch_interval))
                    if settings.policy_watch_interval > 0 else None)
         hup = _on_sighup(self.reloader)
+        self.drain = DrainOnTerm(settings.shutdown_drain_seconds, on_drain=self._stop_ready)
+        self.drain.install()
         self.ready = True
         log.info("gateway started", extra={"fields": {
             "upstream": "demo" if demo else settings.upstream, "storage": storage.name,
@@ -149,6 +153,9 @@ class GatewayApp:
             if demo is not None:
                 await demo.stop()
 
+    def _stop_ready(self) -> None:
+        self.ready = False  # /readyz: 503 from now on; requests are still served
+
     # -- ops routes ----------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -157,7 +164,8 @@ class GatewayApp:
         checks: dict[str, str] = {}
         state = self.state
         if state is None or not self.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            status = "draining" if self.drain is not None and self.drain.draining else "starting"
+            return JSONResponse({"status": status}, status_code=503)
         try:
             await state.upstream.ping()
             checks["upstream"] = "ok"

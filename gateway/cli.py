@@ -75,7 +75,8 @@ def _run(settings: Settings) -> None:
     uvicorn.run(
         "gateway.app:create_app_from_env", factory=True, host=settings.host,
         port=settings.port, workers=settings.workers, log_config=None,
-        access_log=False, timeout_graceful_shutdown=30, proxy_headers=False,
+        access_log=False, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        proxy_headers=False,
     )
 
 

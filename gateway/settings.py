@@ -26,6 +26,15 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Seconds between checks of the policy file for changes "
         "(0: reload only on SIGHUP or POST /admin/reload).",
     )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests and streams may "
+        "run on after the gateway stops accepting connections.",
+    )
+    shutdown_drain_seconds: float = Field(
+        0.0, ge=0, description="On SIGTERM, how long to keep accepting while /readyz "
+        "already answers 503, so load balancers stop routing here first (Kubernetes: a "
+        "few seconds, or a preStop sleep).",
+    )
     upstream: str = Field(
         DEMO_UPSTREAM,
         description="Base URL of the model endpoint (e.g. http://127.0.0.1:8000), or `demo` "
