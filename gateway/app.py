@@ -171,13 +171,18 @@ class GatewayApp:
             checks["upstream"] = "ok"
         except UpstreamError as exc:
             checks["upstream"] = f"unreachable: {exc}"
+        degraded = False
         try:
             await state.storage.ping()
             checks["storage"] = "ok"
         except StorageError as exc:
             checks["storage"] = f"unreachable: {exc}"
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+            # With the local fallback the replica still serves (limits enforced
+            # locally): staying ready keeps a Redis outage from emptying the Service.
+            degraded = state.fallback is not None
+        ok = all(v == "ok" for k, v in checks.items() if not (k == "storage" and degraded))
+        status = ("degraded" if degraded else "ready") if ok else "not ready"
+        return JSONResponse({"status": status, "checks": checks},
                             status_code=200 if ok else 503)
 
     async def metrics(self, request: Request) -> Response:

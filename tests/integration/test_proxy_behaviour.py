@@ -281,3 +281,16 @@ def test_raw_socket_garbage_never_500(gateway_url: str) -> None:
 def test_threads_left_clean() -> None:
     # serve_in_thread joins its threads; nothing from these tests keeps running.
     assert not [t for t in threading.enumerate() if t.name.startswith("uvicorn")]
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_readyz_with_redis_down(make_gateway: GatewayFactory, fallback: bool) -> None:
+    """With the local fallback a replica keeps serving, so it stays in the Service."""
+    with make_gateway(redis=f"redis://127.0.0.1:{free_port()}",
+                      storage_fallback=fallback) as url:
+        resp = httpx.get(url + "/readyz")
+        assert resp.json()["checks"]["storage"].startswith("unreachable")
+        if fallback:
+            assert resp.status_code == 200 and resp.json()["status"] == "degraded"
+        else:
+            assert resp.status_code == 503 and resp.json()["status"] == "not ready"
