@@ -18,7 +18,7 @@ ENV_PREFIX = "DISTILL_GUARD_"
 SERVE_FLAGS = {
     "policy": "policy file (YAML)",
     "upstream": "model endpoint base URL, or `demo` for the built-in demo model",
-    "redis": "`memory` or a redis:// URL",
+    "redis": "`memory`, or a redis://, redis+cluster:// or redis+sentinel:// URL",
     "host": "listen address",
     "port": "listen port",
     "workers": "worker processes",

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     )
     redis: str = Field(
         "memory",
-        description="Counter storage: `memory` (one process only) or a redis:// URL.",
+        description="Counter storage: `memory` (one process only), or redis://, rediss://, "
+        "redis+cluster://host:port[,host:port] or redis+sentinel://host:port/service URLs.",
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")

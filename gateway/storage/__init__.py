@@ -1,4 +1,8 @@
-"""Counter storage: one interface (`base`), two backends with the same semantics."""
+"""Counter storage: one interface (`base`), two backends with the same semantics.
+
+The Redis backend runs against one server, Sentinel or Cluster, as the URL says
+(`open_backend`, `redis_urls`).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from gateway.storage.base import (
 )
 from gateway.storage.memory import MemoryBackend
 from gateway.storage.redis import RedisBackend
+from gateway.storage.redis_urls import SCHEMES as REDIS_SCHEMES
+from gateway.storage.redis_urls import scheme_of
 
 __all__ = [
     "Acquire",
@@ -42,21 +48,26 @@ __all__ = [
     "open_backend",
 ]
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
 def open_backend(
     url: str, *, timeout: float, clock: Clock | None = None, max_connections: int = 32
 ) -> CounterBackend:
-    """`"memory"` for this process only, or a `redis://`, `rediss://`, `unix://` URL."""
+    """The backend a storage URL names; nothing connects until the first call.
+
+    - `memory`: this process only.
+    - `redis://`, `rediss://`, `unix://`: one Redis server.
+    - `redis+cluster://h1:p1[,h2:p2...]` (TLS: `rediss+cluster://`): Redis Cluster.
+    - `redis+sentinel://h1:p1[,h2:p2...]/service[/db]`: the master Sentinel names.
+
+    See `gateway.storage.redis_urls` for the full forms.
+    """
     if url == "memory":
         return MemoryBackend(clock)
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme in _REDIS_SCHEMES:
+    scheme = scheme_of(url)
+    if scheme in REDIS_SCHEMES:
         return RedisBackend.from_url(
             url, timeout=timeout, clock=clock, max_connections=max_connections)
     # Only the scheme is echoed: the URL may carry a password.
     raise ValueError(
         f"unsupported storage URL scheme {scheme or '(none)'!r}: use 'memory', redis://, "
-        "rediss:// or unix:// (Redis Cluster and Sentinel are not supported yet)"
+        "rediss://, unix://, redis+cluster://, rediss+cluster:// or redis+sentinel://"
     )

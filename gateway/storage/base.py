@@ -2,7 +2,13 @@
 
 A request's counters are read and written in ONE call (`admit`), and settled
 after the response in one more (`settle`). Both implementations (memory and
-Redis) must give the same answers; `tests/contract` holds them to it.
+Redis) must give the same answers; `tests/contract` holds them to it (Redis
+as one server and as a three-node Cluster).
+
+Keys carry a Redis Cluster hash tag (`identity_key`): the keys of one call
+with the same tag are on one slot and so cost one script run. On a cluster a
+call over several tags (an identity's and a `{global}` limit, say) becomes one
+run per slot, in parallel; see storage/redis.py for what that costs.
 
 Limits use GCRA (generic cell rate algorithm): each bucket keeps a
 "theoretical arrival time" (TAT). A bucket of `rate` units per `period`
@@ -36,7 +42,9 @@ MAX_COUNTERS = 1000
 
 
 def identity_key(identity_id: str, *parts: str) -> str:
-    """A key for one identity; the hash tag keeps its keys on one Cluster slot."""
+    """`dg:{<identity_id>}:<parts>`: the hash tag keeps an identity's keys on one
+    Cluster slot. Shared scopes pass their own tag instead (`tier=gold`,
+    `global`, `tpl-<hash>`), which lands on a slot of its own."""
     return f"{KEY_PREFIX}:{{{identity_id}}}:" + ":".join(parts)
 
 

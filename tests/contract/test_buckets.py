@@ -11,11 +11,10 @@ from gateway.storage import (
     Acquire,
     Adjust,
     CounterBackend,
-    MemoryBackend,
     OpResult,
-    RedisBackend,
     identity_key,
 )
+from tests.contract.helpers import stored_keys
 
 KEY = identity_key("user-1", "rpm")
 OTHER = identity_key("user-1", "tpm")
@@ -30,13 +29,6 @@ def per_minute(
 
 async def take(backend: CounterBackend, op: Acquire) -> OpResult:
     return (await backend.admit([op])).results[0]
-
-
-async def stored_keys(backend: CounterBackend) -> set[str]:
-    if isinstance(backend, RedisBackend):
-        return {k.decode() if isinstance(k, bytes) else k for k in await backend.client.keys()}
-    assert isinstance(backend, MemoryBackend)
-    return set(backend.keys())
 
 
 async def test_burst_then_refusal_with_retry_after(backend: CounterBackend) -> None:

@@ -26,6 +26,7 @@ from gateway.storage import (
     StorageError,
     identity_key,
 )
+from tests.contract.helpers import stored_keys
 
 KEY = identity_key("user-1", "pd", "rule")
 RPM = identity_key("user-1", "rpm")
@@ -65,13 +66,6 @@ def assert_distinct(backend: CounterBackend, got: dict[str, float], **expected: 
             assert got[name] == approx(count, rel=0.03, abs=1), name
         else:
             assert got[name] == count, name
-
-
-async def stored_keys(backend: CounterBackend) -> set[str]:
-    if isinstance(backend, RedisBackend):
-        return {k.decode() if isinstance(k, bytes) else k for k in await backend.client.keys()}
-    assert isinstance(backend, MemoryBackend)
-    return set(backend.keys())
 
 
 async def test_distinct_members_per_set(backend: CounterBackend) -> None:

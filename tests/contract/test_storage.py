@@ -15,6 +15,7 @@ from gateway.storage import (
     StorageError,
     identity_key,
 )
+from tests.contract.helpers import stored_keys
 
 RPM = identity_key("user-1", "rpm")
 TPM = identity_key("user-1", "tpm")
@@ -36,7 +37,7 @@ async def test_every_key_written_expires(backend: CounterBackend, clock: FakeClo
     await write_some_of_everything(backend)
     if isinstance(backend, RedisBackend):
         # Redis expires keys on its own clock; the TTL is what is left to use.
-        keys = [k.decode() if isinstance(k, bytes) else k for k in await backend.client.keys()]
+        keys = await stored_keys(backend)
         ttls = {k: await backend.client.pttl(k) for k in keys}
         assert set(ttls) == {RPM, TPM, SLOTS}
         assert 0 < ttls[RPM] <= 6001

@@ -11,25 +11,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.demo_upstream import DemoConfig, create_demo_app
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, start_redis_server
-from tests.support.server import serve_in_thread
-
-BODY = {"model": "demo-model", "max_tokens": 5,
-        "messages": [{"role": "user", "content": "hello"}]}
-HEADERS = {"authorization": "Bearer sk-one-identity"}
-
-
-def policy(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(text)
-    return path
+from tests.support.replicas import (
+    BODY,
+    HEADERS,
+    PER_KEY_100_AN_HOUR,
+    evalsha_calls,
+    fast_upstream,
+    fire,
+    gateways_under_load,
+)
+from tests.support.replicas import write_policy as policy
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    with serve_in_thread(create_demo_app(DemoConfig(fast=True))) as url:
+    with fast_upstream() as url:
         yield url
 
 
@@ -39,60 +37,15 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-def evalsha_calls(server: RedisServer) -> int:
-    import redis
-
-    client = redis.Redis(port=server.port)
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    client.close()
-    # NOSCRIPT replies (scripts not yet loaded) are failed calls, not round trips we keep
-    return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
-
-
-async def fire(urls: list[str], total: int, concurrency: int = 100) -> Counter[int]:
-    """`total` requests spread over `urls`, `concurrency` at a time."""
-    statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with semaphore:
-                resp = await client.post(urls[i % len(urls)] + "/v1/chat/completions",
-                                         json=BODY, headers=HEADERS)
-                statuses[resp.status_code] += 1
-
-        await asyncio.gather(*(one(i) for i in range(total)))
-    return statuses
-
-
 def test_exactly_the_limit_across_two_processes(
     tmp_path: Path, upstream: str, redis_server: RedisServer
 ) -> None:
-    path = policy(tmp_path, """
-version: 1
-rules:
-  - name: per-key
-    kind: rate_shaping
-    config:
-      limits:
-        - requests: 100/hour
-""")
-    gateways = [GatewayProcess(policy=path, upstream=upstream, redis=redis_server.url)
-                for _ in range(2)]
-    try:
-        before = evalsha_calls(redis_server)
-        statuses = asyncio.run(fire([g.url for g in gateways], 500))
-        after = evalsha_calls(redis_server)
-        fallbacks = [httpx.get(g.url + "/metrics").text for g in gateways]
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-    assert statuses == Counter({200: 100, 429: 400})
-    for metrics in fallbacks:  # every decision came from the shared counters
-        assert "distill_guard_storage_fallback_admits_total 0.0" in metrics
+    path = policy(tmp_path, PER_KEY_100_AN_HOUR)
+    run = gateways_under_load(path, upstream, redis_server.url, [redis_server.port], total=500)
+    assert run.statuses == Counter({200: 100, 429: 400})
+    assert run.fallback_admits == [False, False]  # every decision came from the shared counters
     # requests-only limits settle nothing: one EVALSHA per request, admitted or not
-    assert after - before == 500
+    assert run.evalsha == {redis_server.port: 500}
 
 
 def test_one_round_trip_on_the_request_path(
@@ -118,10 +71,10 @@ rules:
 """)
     gateway = GatewayProcess(policy=path, upstream=upstream, redis=redis_server.url)
     try:
-        before = evalsha_calls(redis_server)
+        before = evalsha_calls(redis_server.port)
         statuses = asyncio.run(fire([gateway.url], 50, concurrency=10))
         time.sleep(0.5)  # settles run after the response
-        after = evalsha_calls(redis_server)
+        after = evalsha_calls(redis_server.port)
     finally:
         gateway.stop()
     assert statuses == Counter({200: 50})
@@ -172,10 +125,10 @@ rules:
         metrics = httpx.get(gateway.url + "/metrics").text
         assert "distill_guard_storage_shared 0.0" in metrics
         redis_server.start()
-        calls_at_restart = evalsha_calls(redis_server)
+        calls_at_restart = evalsha_calls(redis_server.port)
         time.sleep(1.5)  # the breaker probes again after 1 s
         back, _ = asyncio.run(load(1.0))
-        calls_after = evalsha_calls(redis_server)
+        calls_after = evalsha_calls(redis_server.port)
         metrics = httpx.get(gateway.url + "/metrics").text
     finally:
         gateway.stop()

@@ -3,7 +3,8 @@
 -- Mirrored line for line by gateway/storage/memory.py; tests/contract holds them equal.
 --
 -- KEYS[i]  the key of op i. The caller builds every key name (never this script)
---          so Redis Cluster can route; all keys of one call share a hash tag.
+--          so Redis Cluster can route; all keys of one call hash to one slot (on a
+--          cluster the backend splits a call by slot, one script run per slot).
 --          Exception: an observe op's sub-window keys depend on the time, so
 --          they are derived here as KEYS[i] .. ":" .. suffix. KEYS[i] carries the
 --          hash tag, so the derived keys hash to the same Cluster slot as the

@@ -1,7 +1,8 @@
 -- settle.lua: apply reconciliations and releases after a response, atomically.
 -- Mirrored by gateway/storage/memory.py; see admit.lua for the TAT format.
 --
--- KEYS[i]  the key of op i (built by the caller, for Redis Cluster routing);
+-- KEYS[i]  the key of op i (built by the caller, for Redis Cluster routing; all on
+--          one slot: on a cluster the backend splits a call by slot);
 --          for a merge, the state hash itself (<observe key>:state).
 -- ARGV[1]  now in seconds, or "" to read Redis TIME. Only tests inject a clock.
 -- ARGV[2..] per op, in order, its kind first:

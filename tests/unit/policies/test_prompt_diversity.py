@@ -19,6 +19,7 @@ from gateway.signals.suspicion import Standings
 from gateway.storage.base import Acquire, CounterBackend, identity_key
 from gateway.storage.memory import MemoryBackend
 from gateway.storage.redis import RedisBackend
+from tests.support.redis_cluster import cluster_url_for_tests
 from tests.support.redis_server import RedisServer, start_redis_server
 
 STEPS = """
@@ -56,15 +57,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def storage(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[CounterBackend]:
+    """Memory, one Redis server, and Redis Cluster (cross-identity keys on other nodes)."""
     if request.param == "memory":
         yield MemoryBackend(clock)
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    backend = RedisBackend.from_url(server.url, timeout=2.0, clock=clock)
+    if request.param == "cluster":
+        url = cluster_url_for_tests()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    backend = RedisBackend.from_url(url, timeout=2.0, clock=clock)
     await backend.client.flushall()
     yield backend
     await backend.aclose()
