@@ -337,8 +337,11 @@ async def test_second_request_in_flight_is_refused(start: Start, second_id: str)
             "POST", "/v1/chat/completions", json=body, headers={**auth, "x-request-id": "first-id"}
         ) as first:
             assert first.status_code == 200
-            async for _ in first.aiter_lines():
-                break  # the first request is in flight
+            # Read one line and keep the iterator referenced: a `break` out of
+            # `async for` lets the generator be finalised, which closes the
+            # response, and the gateway then (rightly) frees the slot.
+            lines = first.aiter_lines()
+            await lines.__anext__()  # the first request is in flight
             async with http.stream(
                 "POST", "/v1/chat/completions", json=body,
                 headers={**auth, "x-request-id": second_id},
