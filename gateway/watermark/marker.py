@@ -13,10 +13,13 @@ complete, so `feed()` holds back the trailing partial chunk, but only while it
 could still become a table word: a partial chunk that can no longer change
 ("Hello", "{\"a\":", anything inside code or quotes, and always the first chunk
 of the block) is sent at once, so the first token is never delayed. The other
-hold is a complete word that may start a pair ("do" of "do not", "you" of "you
-are"), kept until the next word shows whether the pair is there. So a delta is
-held back only when it ends inside a word like "of" (a prefix of "often") or is
-such a pair word, and it goes out with the next delta (or at `flush()`).
+holds are one complete word at a time: a word that may start a pair ("do" of
+"do not", "it" of "it is"), kept until the next word shows whether the pair is
+there; and the word of a look-ahead position ("it's", or "is" of "it is" once
+"it" has gone out), kept until the next word shows whether it may stand there
+("it's a" yes, "it's been" no). So a delta is held back only when it ends inside
+a word like "of" (a prefix of "often") or is such a word, and it goes out with
+the next delta (or at `flush()`).
 """
 
 from __future__ import annotations

@@ -28,8 +28,11 @@ runs of non-whitespace). A chunk is a candidate only if all of these hold:
   - math: `$$ ... $$`, and `$ ... $` when the `$` is not before a digit ($5);
   - markup: `<name` (not right after a letter or digit: `x<y`) to `>`;
   - element content: after `<name ...>` up to the matching `</name>`, for common
-    inline HTML elements anywhere and for any tag that opens a line
-    (`<thinking>`), but not void elements or `<.../>`.
+    inline HTML elements anywhere and for any well-formed tag that opens a line
+    (`<thinking>`, `<artifact id="a b">`: a name, then only `name=value`
+    attributes), but not void elements or `<.../>`. So `<class 'type'>` or
+    `<function f at 0x10>` (Python's output, quoted bare in prose) protects
+    only itself, not the rest of the text.
 
   A blank line ends inline code, quotations, brackets, inline math and unfinished
   markup (a stray quote mark must not silence the rest of a long answer); fences,
@@ -47,6 +50,16 @@ Pairs: a table member may be two words ("do not" / "don't"). The first word of
 a possible pair is held back until the next chunk arrives; if that completes the
 pair, the pair is one position (context: the word before the pair), else the
 held word goes out unchanged. `finish()` releases a word still held at the end.
+
+Look-ahead: a set with `not-before=` ("it is" / "it's": never before "been",
+"and", a participle, ...) is a position only once the *next* chunk is known: a
+plain word, after a single space, that the set does not refuse. The position's
+word is held back until then (for a pair, its first word goes out at once:
+every member of such a set begins with it, "it" / "it's"). If the next chunk
+refuses it, the held word goes out unchanged; a refused pair is scanned again as
+two single words, so "it is not" is still the pair "is not" after "it". Whether
+a position stands never depends on how the next word was marked (the loader
+refuses a next word exactly when it refuses every word it can be marked into).
 
 The scanner is I/O-free and only ever sees *complete* chunks (see `marker`),
 so its output for a text does not depend on how the text was split.
@@ -83,8 +96,15 @@ _HTML = frozenset({
     "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "del", "dfn", "em", "i", "ins",
     "kbd", "mark", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "sup", "time",
     "tt", "u", "var", "math", "svg", "script", "style", "textarea"})
+_ATTR = re.compile(r"[A-Za-z_:][-\w:.]*=").match  # an attribute's "name="
 _QUOTE_OPENERS = frozenset("([{\"\u201c\u2014\u2013-/")  # after these, ' opens a quotation
 _SENTENCE_END = ".!?:"
+_CLAUSE_END = ".!?:;,"
+# A chunk after which a sentence starts: list bullets, heading marks ("- Note that",
+# "## Note that"); numbered items ("1.", "2)") too. Dashes start a clause.
+_BULLET = re.compile(r"[-*+\u2022]|#{1,6}|\d{1,3}[.)]").fullmatch
+_DASHES = frozenset({"\u2013", "\u2014", "--"})
+_PUNCT = ".,;:!?)*_"  # what may follow a plain word's letters
 _TRAILING_CLOSERS = "\"')]\u201d\u2019*_"
 
 
@@ -105,18 +125,47 @@ def _case_ok(core: str) -> bool:
     return core.islower() or core.isupper() or (core[0].isupper() and core[1:].islower())
 
 
+def _starts(prev_chunk: str, at_line_start: bool, clause: bool) -> bool:
+    """Does a sentence (or, with `clause`, a clause) start after `prev_chunk`?"""
+    if at_line_start:
+        return True
+    end = prev_chunk.rstrip(_TRAILING_CLOSERS)[-1:]
+    if end and end in (_CLAUSE_END if clause else _SENTENCE_END):
+        return True
+    return _BULLET(prev_chunk) is not None or (clause and prev_chunk in _DASHES)
+
+
+class _Look:
+    """A position waiting for the next chunk (see "Look-ahead" above)."""
+
+    __slots__ = ("ctx", "first", "index", "match", "tok", "vset", "ws")
+
+    def __init__(self, vset: VariantSet, index: int, ctx: str, tok: str,
+                 match: re.Match[str], first: re.Match[str] | None) -> None:
+        self.vset = vset
+        self.index = index
+        self.ctx = ctx
+        self.tok = tok  # the (second) word, held back
+        self.match = match
+        self.first = first  # a pair's first word (already sent), or None
+        self.ws = ""  # whitespace seen after `tok`
+
+
 class Scanner:
     """Protection state + context; `process()` complete chunks, get them back marked."""
 
     __slots__ = (
         "_apos", "_brace", "_busy", "_choose", "_ctx", "_fence", "_held", "_held_before",
-        "_held_match", "_held_ws", "_indent", "_inline", "_line_prot", "_markup",
-        "_markup_block", "_markup_close", "_markup_name", "_math", "_nl", "_prev_chunk",
-        "_quote_c", "_quote_d", "_quote_s", "_table", "_tag", "_tag_depth",
+        "_held_match", "_held_ws", "_indent", "_inline", "_line_prot", "_look", "_markup",
+        "_markup_block", "_markup_close", "_markup_name", "_markup_q", "_math", "_nl",
+        "_prev_chunk", "_quote_c", "_quote_d", "_quote_s", "_seconds", "_table", "_tag",
+        "_tag_depth", "_words",
     )
 
     def __init__(self, table: Table, choose: Choose) -> None:
         self._table = table
+        self._words = table.words  # one-word members and first words of pairs
+        self._seconds = table.pair_seconds
         self._choose = choose
         self._ctx: str | None = None  # normalised previous chunk; None before the first
         self._prev_chunk = ""
@@ -133,6 +182,7 @@ class Scanner:
         self._markup_close = False
         self._markup_name = ""
         self._markup_block = False
+        self._markup_q = ""  # an attribute value's open quote, inside markup
         self._tag: str | None = None
         self._tag_depth = 0
         self._busy = False
@@ -141,14 +191,16 @@ class Scanner:
         self._held_ws = ""
         self._held_match: re.Match[str] | None = None
         self._held_before: tuple[str, str, bool] = ("", "", False)  # ctx, prev chunk, line start
+        self._look: _Look | None = None  # a look-ahead position waiting for the next chunk
 
     # -- the hot path -----------------------------------------------------------------
 
     def process(self, text: str) -> str:
         """Scan `text`, which must end at the end of a chunk; return what can be sent.
 
-        Only the first word of a possible pair is ever kept back (until the next
-        chunk shows whether it is one); `finish()` returns it at the end of the text.
+        Only one word is ever kept back: the first word of a possible pair, or the
+        word of a look-ahead position, until the next chunk decides; `finish()`
+        returns it at the end of the text.
         """
         parts = _SPLIT(text)  # chunk, whitespace, chunk, ..., chunk ("" at either end)
         out: list[str] = []
@@ -160,7 +212,7 @@ class Scanner:
                 append(chunk(tok))
             if i < last:
                 ws = parts[i + 1]
-                if ws == " " and not self._nl and not self._held:
+                if ws == " " and not self._nl and not self._held and self._look is None:
                     append(ws)  # the usual single space: no state to change
                 else:
                     append(space(ws))
@@ -168,20 +220,26 @@ class Scanner:
 
     def finish(self) -> str:
         """End of the text: whatever is held back, unchanged."""
-        return self._release()
+        out = ""
+        while self._look is not None or self._held:
+            out += self._refuse() if self._look is not None else self._release()
+        return out
 
     def chunk(self, tok: str) -> str:
         """Scan one complete chunk; return the text that can be sent now."""
         out = ""
+        while self._look is not None:  # a refused pair is scanned again, maybe into another
+            out += self._resolve(tok)
         if self._held:
             if self._held_ws == " " and (paired := self._pair(tok)) is not None:
-                return paired
-            out = self._release()
+                return out + paired
+            out += self._release()
         at_line_start = self._nl > 0
+        if self._markup and self._markup_block and self._markup_name not in _HTML:
+            self._attribute(tok)
         if (at_line_start and self._line_start(tok)) or self._fence is not None:
             pass  # a fence line, or inside a fence
-        elif (tok.isalpha() and (key := tok.lower()) not in self._table.by_word
-              and key not in self._table.pair_firsts):
+        elif tok.isalpha() and (key := tok.lower()) not in self._words:
             self._ctx = key  # the usual case: a bare word of no interest
         elif (match := _PLAIN(tok)) is None:
             self._special(tok, at_line_start)
@@ -194,6 +252,9 @@ class Scanner:
             if entry is not None:
                 tok = self._candidate(tok, match, entry, at_line_start)
                 self._ctx = entry[0].id
+                if self._look is not None:  # held until the next chunk
+                    self._prev_chunk = tok
+                    return out
             elif (key in self._table.pair_firsts and self._ctx is not None
                   and not self._busy and not self._line_prot and not match.group(2)):
                 self._held = tok
@@ -210,6 +271,12 @@ class Scanner:
 
     def space(self, ws: str) -> str:
         """Scan one whitespace run (or part of one); return what can be sent now."""
+        look = self._look
+        if look is not None:
+            if look.ws + ws == " ":
+                look.ws = " "  # (a single space mid-line changes no line state)
+                return ""
+            return self._refuse() + self.space(ws)  # no next word on this line
         if ws == " ":
             if self._nl:
                 self._indent += 1
@@ -237,6 +304,8 @@ class Scanner:
 
     def _pair(self, tok: str) -> str | None:
         """If `tok` completes a pair with the held word, the pair's text (marked)."""
+        if tok.rstrip(_PUNCT).lower() not in self._seconds:
+            return None  # the usual case: no pair ends in this word
         match = _PLAIN(tok)
         first = self._held_match
         if match is None or first is None or match.start(1):
@@ -253,10 +322,15 @@ class Scanner:
         if not case_ok or not self._allowed(vset, ctx, match.group(2), at_line_start,
                                             prev_chunk):
             return None
+        if vset.ahead and match.group(2):
+            return None  # punctuation: no next word (never a look-ahead position)
         held = self._held
         self._release()
         self._ctx = vset.id
         self._prev_chunk = tok
+        if vset.ahead:
+            self._look = _Look(vset, index, ctx, tok, match, first)
+            return first.string  # every member begins with it: send it now
         chosen = self._choose(ctx, vset, index)
         if chosen == index:
             return held + tok
@@ -273,6 +347,10 @@ class Scanner:
                 or not self._allowed(vset, ctx, match.group(2), at_line_start,
                                      self._prev_chunk)):
             return tok
+        if vset.ahead:
+            if not match.group(2):
+                self._look = _Look(vset, index, ctx, tok, match, None)
+            return tok
         chosen = self._choose(ctx, vset, index)
         if chosen == index:
             return tok
@@ -285,10 +363,49 @@ class Scanner:
             word = word.replace("'", self._apos)
         return case_like(word, template)
 
-    @staticmethod
-    def _allowed(vset: VariantSet, ctx: str, trailing: str, at_line_start: bool,
+    def _resolve(self, tok: str) -> str:
+        """The chunk after a look-ahead position has come: decide the position."""
+        look = self._look
+        assert look is not None
+        match = _PLAIN(tok)
+        if (match is None or match.start(1) or look.ws != " "
+                or not look.vset.next_ok(match.group(1).lower().replace("\u2019", "'"),
+                                         self._words)):
+            return self._refuse()
+        self._look = None
+        vset, index, held, ws = look.vset, look.index, look.tok, look.ws
+        chosen = self._choose(look.ctx, vset, index)
+        first = look.first
+        if first is None:  # a one-word member ("it's"): rewrite it like any position
+            if chosen == index:
+                return held + ws
+            m = look.match
+            return held[:m.start(1)] + self._write(vset, chosen, m.group(1)) + held[m.end(1):] + ws
+        if chosen == index:  # a pair whose first word went out: " is" or "'s"
+            return " " + held + ws
+        first_core = first.group(1)
+        return self._write(vset, chosen, first_core)[len(first_core):] + ws
+
+    def _refuse(self) -> str:
+        """The look-ahead position is not one: send its text unchanged."""
+        look = self._look
+        assert look is not None
+        self._look = None
+        if look.first is None:
+            return look.tok + look.ws
+        # A refused pair: its first word went out already; scan the second again,
+        # as it would have been scanned had the pair not been in the table.
+        first = look.first
+        self._ctx = first.group(1).lower()
+        self._prev_chunk = first.string
+        out = " " + self.chunk(look.tok)
+        return out + self.space(look.ws) if look.ws else out
+
+    def _allowed(self, vset: VariantSet, ctx: str, trailing: str, at_line_start: bool,
                  prev_chunk: str) -> bool:
-        if vset.after is not None and ctx not in vset.after:
+        if vset.after is not None and ctx not in vset.after and not (
+                (vset.after_clause and _starts(prev_chunk, at_line_start, clause=True))
+                or (vset.after_start and _starts(prev_chunk, at_line_start, clause=False))):
             return False
         if ctx in vset.not_after:
             return False
@@ -297,8 +414,7 @@ class Scanner:
         if vset.bare and trailing:
             return False
         if vset.start or vset.inside:
-            end = prev_chunk.rstrip(_TRAILING_CLOSERS)[-1:]
-            sentence_start = at_line_start or (end != "" and end in _SENTENCE_END)
+            sentence_start = _starts(prev_chunk, at_line_start, clause=False)
             if vset.start:
                 return sentence_start
             return not sentence_start and not prev_chunk.endswith(",")
@@ -401,8 +517,29 @@ class Scanner:
                     self._markup_close = bool(tag.group(1))
                     self._markup_name = name = (tag.group(2) or "").lower()
                     self._markup_block = name in _HTML or (at_line_start and i == 0)
+                    self._markup_q = ""
             # ">", "\u201d", "\u2019" outside their spans are arrows, stray marks, apostrophes
         self._update_busy()
+
+    def _attribute(self, tok: str) -> None:
+        """A chunk inside a line-opening tag: anything but `name=value` (or the tag's
+        end) means this is no element whose content must be protected."""
+        rest = tok
+        if self._markup_q:
+            end = rest.find(self._markup_q)
+            if end < 0:
+                return  # inside a quoted value
+            rest = rest[end + 1:]
+            self._markup_q = ""
+        if not rest or rest[0] in ">/":
+            return
+        match = _ATTR(rest)
+        if match is None:
+            self._markup_block = False
+            return
+        value = rest[match.end():]
+        if value[:1] in ("\"", "'") and value.find(value[0], 1) < 0:
+            self._markup_q = value[0]
 
     def _end_markup(self, prev: str) -> None:
         self._markup = False
@@ -430,7 +567,7 @@ class Scanner:
     def settled(self, partial: str) -> bool:
         """True if a chunk starting with `partial` will be written unchanged, however
         it goes on (so a stream can send it before the chunk is complete)."""
-        if self._held:
+        if self._held or self._look is not None:
             return False
         if self._ctx is None or self._fence is not None:
             return True

@@ -19,6 +19,13 @@ FRAGMENTS = [
     "$", "$$", "$x$", "http://often.com/usually", "www.often.org", "me@often.io",
     "often.", "often,", "(often)", "*often*", "often's", "well-known", "3often", "42",
     "often.com", "students'", "'often'", ">", "x<y", "don't",
+    # look-ahead sets, their refused next words, and line-opening tags
+    "it", "It", "is", "it's", "It\u2019s", "that", "that's", "there", "There's", "here",
+    "here's", "will", "I'll", "you'll", "it'll", "would", "I'd", "been", "always",
+    "used", "utilized", "allows", "permits", "allowing", "for", "up", "Note", "note",
+    "notice", "In", "in", "addition,", "By", "contrast,", "short,", "brief,", "general,",
+    "Generally,", "and", "or", "<class", "'type'>", "<art", 'id="a', 'b">', "</art>",
+    "-", "##", "1.", "2)", "\u2014",
 ]
 SEPARATORS = [" ", " ", " ", "\n", "\n\n", "\t", "    ", "\n    ", " \n", "\u00a0"]
 
@@ -84,13 +91,49 @@ def test_stream_holds_back_little() -> None:
 
 
 def test_marking_changes_words_but_not_length_of_text_much() -> None:
+    import difflib
+
     text = demo_text(1000)
     marked = Watermarker(SECRET, IDENTITY).mark(text)
     assert marked != text
     before, after = text.split(), marked.split()
-    assert len(before) == len(after)
-    changed = sum(a != b for a, b in zip(before, after, strict=True))
+    assert abs(len(before) - len(after)) < len(before) * 0.02  # contractions join words
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    changed = sum(i2 - i1 for op, i1, i2, _, _ in matcher.get_opcodes() if op != "equal")
     assert 0 < changed < len(before) * 0.1
+
+
+def test_stream_holds_back_at_most_one_word() -> None:
+    """Word by word, a stream keeps back at most the word being typed and one more
+    (a pair's first word, or a look-ahead position waiting for the next word)."""
+    marker = Watermarker(SECRET, IDENTITY)
+    text = ("Yes. It is a good idea, and there is a way. It is not hard, so I will go. "
+            "We would like it. Note that it is used by many. In addition, it allows "
+            "us to do it. I do not know what it is. ") * 3
+    assert "'" not in text  # so each contraction written stands for two words fed
+    tokens = text.split(" ")
+    stream = marker.stream()
+    fed = emitted = ""
+    for i, tok in enumerate(tokens):
+        delta = tok if i == 0 else " " + tok
+        fed += delta
+        emitted += stream.feed(delta)
+        sent = len(emitted.split()) + emitted.count("'")
+        assert len(fed.split()) - sent <= 2, (fed, emitted)
+    emitted += stream.flush()
+    assert emitted == marker.mark(text)
+
+
+def test_look_ahead_stream_sends_the_first_word_of_a_pair_at_once() -> None:
+    marker = Watermarker(SECRET, IDENTITY)
+    stream = marker.stream()
+    assert stream.feed("Yes.") == "Yes."
+    assert stream.feed(" It") == " "  # could start "It is"
+    assert stream.feed(" is") == ""
+    assert stream.feed(" a") == "It"  # "It is": the next word decides; "It" is safe
+    assert stream.feed(" test") in ("'s a test", " is a test")  # "test": no table word
+    assert stream.feed(".") == "."
+    assert stream.flush() == ""
 
 
 def test_deterministic_per_secret_and_identity() -> None:
@@ -143,6 +186,10 @@ PAIR_FRAGMENTS = [
     "I", "you", "we", "they", "do", "does", "is", "are", "am", "not", "don't", "isn't",
     "aren't", "you're", "I'm", "won't", "will", "can't", "cannot", "why", "so", "and",
     "It", "it", "Do", "NOT", "DO", "not.", "are,", "you,", "than", "nearly", "almost",
+    "IT", "IS", "IT'S", "it's", "that", "That's", "there", "there's", "here", "Here's",
+    "what", "would", "I'd", "you'd", "it'll", "I'll", "been", "got", "used", "utilized",
+    "to", "allows", "permits", "better", "if", "or", "is.", "it,", "Note", "that", "In",
+    "addition,", "Also,", "Additionally,", "in", "general,", "Generally,", "a",
 ]
 
 
