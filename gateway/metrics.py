@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                     10, 30, 60)
@@ -76,3 +80,17 @@ def rule_tallies() -> dict[str, dict[str, dict[str, float]]]:
                 key = sample.labels[label]
                 rule[section][key] = rule[section].get(key, 0.0) + sample.value
     return out
+
+
+_children: dict[tuple[int, tuple[str, ...]], object] = {}
+
+
+def child(metric: M, *values: str) -> M:
+    """`metric.labels(*values)`, memoized: `labels()` validates and locks on every call
+    (a few us), and the hot path asks for the same few children every request. Label
+    values here are bounded (routes, statuses, rule names), so the cache is too."""
+    key = (id(metric), values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found  # type: ignore[return-value]

@@ -95,6 +95,7 @@ class TracingHandler(Handler[Any]):
         self.reads_body = inner.reads_body
         self.fallback_replicas = inner.fallback_replicas
         self.isolated = inner.isolated
+        self.defer_in_shadow = inner.defer_in_shadow
 
     def _trace(self, ctx: RequestContext) -> RuleTrace:
         traces: dict[str, RuleTrace] = ctx.rule_state.setdefault(TRACE, {})

@@ -28,6 +28,7 @@ from gateway.policies.base import Handler, RuleInfo
 from gateway.policies.registry import kinds
 from gateway.policies.shared import Shared
 from gateway.storage.base import (
+    Admission,
     AdmitOp,
     CircuitOpen,
     CounterBackend,
@@ -57,6 +58,8 @@ class RequestOutcome:
 
     delay: float = 0.0
     active: list[CompiledRule] = field(default_factory=list)
+    # Shadow rules whose whole work waits for the complete stage (with their group).
+    deferred: list[tuple[CompiledRule, int]] = field(default_factory=list)
     # Where this request's counters were taken, so they are settled there too.
     storage: CounterBackend | None = None
 
@@ -93,7 +96,13 @@ class Chain:
     ) -> RequestOutcome:
         """Match, take counters in one round trip, decide; raise GatewayError to refuse."""
         outcome = RequestOutcome(storage=storage)
-        matched = [rule for rule in self.rules if rule.matches(ctx)]
+        matched = []
+        for index, rule in enumerate(rule for rule in self.rules if rule.matches(ctx)):
+            if rule.info.shadow and rule.handler.defer_in_shadow:
+                outcome.deferred.append((rule, self._group(index, rule)))
+                outcome.active.append(rule)
+            else:
+                matched.append(rule)
         if not matched:
             return outcome
         ops: list[AdmitOp] = []
@@ -129,14 +138,8 @@ class Chain:
             else:
                 group = self._group(index, rule)
                 decision = rule.handler.decide(ctx, results[start:end], groups.get(group, True))
-            metrics.DECISIONS.labels(
-                rule=rule.info.name, kind=rule.info.kind, decision=decision.action.value,
-                shadow=str(rule.info.shadow).lower(),
-            ).inc()
+            self._count(rule, decision, ctx)
             if rule.info.shadow:
-                if decision.action is not Action.ALLOW:
-                    ctx.rule_state.setdefault("_shadow", []).append(
-                        (rule.info.name, decision.action.value))
                 outcome.active.append(rule)
                 continue
             ctx.response_headers.extend(decision.headers)
@@ -161,6 +164,14 @@ class Chain:
             }
             raise first_refusal
         return outcome
+
+    @staticmethod
+    def _count(rule: CompiledRule, decision: Decision, ctx: RequestContext) -> None:
+        metrics.child(metrics.DECISIONS, rule.info.name, rule.info.kind,
+                      decision.action.value, "true" if rule.info.shadow else "false").inc()
+        if rule.info.shadow and decision.action is not Action.ALLOW:
+            ctx.rule_state.setdefault("_shadow", []).append(
+                (rule.info.name, decision.action.value))
 
     @staticmethod
     def _group(index: int, rule: CompiledRule) -> int:
@@ -218,24 +229,34 @@ class Chain:
 
     @staticmethod
     async def complete(outcome: RequestOutcome, ctx: RequestContext) -> None:
-        """Reconcile counters (one round trip) and let rules record the exchange."""
+        """Run deferred shadow rules and cross-identity counters (one round trip for
+        both), reconcile counters (one more) and let rules record the exchange."""
         storage = outcome.storage
+        deferred_ops: list[AdmitOp] = []
+        spans: list[tuple[int, int]] = []
+        for rule, group in outcome.deferred:
+            start = len(deferred_ops)
+            deferred_ops.extend(rule.handler.plan(ctx, group))
+            spans.append((start, len(deferred_ops)))
         cross = [(rule, rule.handler.cross_ops(ctx)) for rule in outcome.active]
         cross_ops = [op for _, rule_ops in cross for op in rule_ops]
-        if cross_ops and storage is not None:
+        admission: Admission | None = None
+        if (deferred_ops or cross_ops) and storage is not None:
             try:
-                results = (await storage.admit(cross_ops)).results
+                admission = await storage.admit([*deferred_ops, *cross_ops])
             except StorageError as exc:
                 metrics.STORAGE_ERRORS.labels(operation="cross").inc()
                 if not isinstance(exc, CircuitOpen):
                     log.warning("cross-identity counters failed: %s", exc)
-            else:
-                start = 0
-                for rule, rule_ops in cross:
-                    if rule_ops:
-                        end = start + len(rule_ops)
-                        rule.handler.on_cross_results(ctx, results[start:end])
-                        start = end
+        Chain._decide_deferred(outcome, ctx, admission, spans)
+        if admission is not None:
+            results = admission.results[len(deferred_ops):]
+            start = 0
+            for rule, rule_ops in cross:
+                if rule_ops:
+                    end = start + len(rule_ops)
+                    rule.handler.on_cross_results(ctx, results[start:end])
+                    start = end
         ops: list[SettleOp] = []
         for rule in outcome.active:
             settle = rule.handler.settle(ctx)
@@ -250,3 +271,21 @@ class Chain:
                 metrics.STORAGE_ERRORS.labels(operation="settle").inc()
                 if not isinstance(exc, CircuitOpen):
                     log.warning("counter settle failed: %s", exc)
+
+    @staticmethod
+    def _decide_deferred(
+        outcome: RequestOutcome, ctx: RequestContext, admission: Admission | None,
+        spans: Sequence[tuple[int, int]],
+    ) -> None:
+        """Decisions of deferred shadow rules: recorded, never acted on. Without their
+        counters (storage failed) a shadow rule would have let the request through."""
+        if admission is not None:
+            ctx.storage_now = admission.now
+        for (rule, group), (start, end) in zip(outcome.deferred, spans, strict=True):
+            if admission is None and end > start:
+                decision = Decision(Action.ALLOW)
+            else:
+                results = admission.results[start:end] if admission is not None else ()
+                groups = admission.groups_allowed if admission is not None else {}
+                decision = rule.handler.decide(ctx, results, groups.get(group, True))
+            Chain._count(rule, decision, ctx)

@@ -45,6 +45,10 @@ class Handler(Generic[ConfigT]):
     # True when a refusal of this rule's counters must not stop other rules'
     # counters being taken (it lets requests through anyway, e.g. degrade).
     isolated: bool = False
+    # True when a *shadow* rule of this kind needs nothing on the request path: it
+    # never acts and reads no response, so its plan, counting and decision run in
+    # the complete stage, after the client has its answer (Chain.complete).
+    defer_in_shadow: bool = False
 
     def __init__(self, rule: RuleInfo, config: ConfigT, shared: Any = None) -> None:
         self.rule = rule

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ MODEL_ROUTES = frozenset(
 )
 KNOWN_ROUTES = MODEL_ROUTES | {"/v1/models", "/v1/messages/count_tokens"}
 CLIENT_CLOSED = 499  # nginx's convention for "client went away first"
+WATCH_AFTER_S = 0.05  # how long a request runs before its client's disconnect is watched
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -60,6 +61,41 @@ def route_label(path: str) -> str:
 
 class _ClientGone(Exception):
     """The client disconnected while its request body was being read."""
+
+
+class _DisconnectWatch:
+    """Cancel the request's task when its client disconnects.
+
+    Listening needs a task of its own (`receive()` blocks), which costs more than a
+    fast request itself; so it starts only once the request has run WATCH_AFTER_S.
+    A client gone before then is seen at once when it starts: the server keeps
+    answering `http.disconnect` from then on.
+    """
+
+    __slots__ = ("_ctx", "_handle", "_receive", "_target", "_task")
+
+    def __init__(self, receive: Receive, ctx: RequestContext) -> None:
+        self._receive, self._ctx = receive, ctx
+        self._target = asyncio.current_task()
+        self._task: asyncio.Task[None] | None = None
+        self._handle = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._ctx.client_gone = True
+                if self._target is not None:
+                    self._target.cancel()
+                return
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 class ProxyHandler:
@@ -77,7 +113,7 @@ class ProxyHandler:
         ctx: RequestContext | None = None
         response_started = False
         outcome = RequestOutcome()
-        watcher: asyncio.Task[None] | None = None
+        watcher: _DisconnectWatch | None = None
         status = 0
         upstream_at = started
         overhead = 0.0
@@ -100,7 +136,7 @@ class ProxyHandler:
         try:
             try:
                 ctx = await self._context(scope, receive, dialect, request_id, started)
-                watcher = self._watch_disconnect(receive, ctx)
+                watcher = _DisconnectWatch(receive, ctx)
                 chain = self.state.chain
                 outcome = await chain.run_request(ctx, self.state.storage, self.state.fallback)
                 if outcome.delay > 0:
@@ -129,7 +165,7 @@ class ProxyHandler:
                 return
             headers_at = time.perf_counter()
             ctx.upstream_seconds = headers_at - upstream_at
-            metrics.UPSTREAM_LATENCY.labels(route=route_label(path)).observe(
+            metrics.child(metrics.UPSTREAM_LATENCY, route_label(path)).observe(
                 ctx.upstream_seconds)
             try:
                 status = resp.status
@@ -159,10 +195,10 @@ class ProxyHandler:
                 watcher.cancel()
             if ctx is not None:
                 ctx.status = status
-                if self.audit is not None:  # never blocks: a writer thread does the I/O
-                    self.audit.record(ctx, status, self.state.chain.policy)
                 if outcome.active:
-                    self._in_background(Chain.complete(outcome, ctx))
+                    self._in_background(self._complete(outcome, ctx, status))
+                else:
+                    self._audit(ctx, status)
             self._record(path, status, ctx, started, overhead)
 
     # -- request -------------------------------------------------------------
@@ -217,20 +253,6 @@ class ProxyHandler:
         out.append(("x-request-id", ctx.request_id))
         out.append(("accept-encoding", "identity"))
         return out
-
-    def _watch_disconnect(self, receive: Receive, ctx: RequestContext) -> asyncio.Task[None]:
-        task = asyncio.current_task()
-
-        async def watch() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    ctx.client_gone = True
-                    if task is not None:
-                        task.cancel()
-                    return
-
-        return asyncio.create_task(watch())
 
     # -- response ------------------------------------------------------------
     async def _relay(
@@ -288,6 +310,16 @@ class ProxyHandler:
         await send({"type": "http.response.body", "body": event})
 
     # -- bookkeeping ---------------------------------------------------------
+    async def _complete(self, outcome: RequestOutcome, ctx: RequestContext, status: int) -> None:
+        try:
+            await Chain.complete(outcome, ctx)
+        finally:  # after complete: deferred shadow rules decide there
+            self._audit(ctx, status)
+
+    def _audit(self, ctx: RequestContext, status: int) -> None:
+        if self.audit is not None:  # never blocks: a writer thread does the I/O
+            self.audit.record(ctx, status, self.state.chain.policy)
+
     def _in_background(self, work: Awaitable[None]) -> None:
         async def run() -> None:
             try:
@@ -310,10 +342,9 @@ class ProxyHandler:
     ) -> None:
         route = route_label(path)
         decision = ctx.decision if ctx is not None else "error"
-        metrics.REQUESTS.labels(route=route, status=str(status),
-                                decision=decision.split(":", 1)[0]).inc()
+        metrics.child(metrics.REQUESTS, route, str(status), decision.split(":", 1)[0]).inc()
         if overhead:
-            metrics.OVERHEAD.labels(route=route).observe(overhead)
+            metrics.child(metrics.OVERHEAD, route).observe(overhead)
         if self.state.settings.access_log and access_log.isEnabledFor(logging.INFO):
             access_log.info("request", extra={"fields": {
                 "request_id": ctx.request_id if ctx else None,
@@ -328,7 +359,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     given = find_header(headers, b"x-request-id")
     if given is not None and _REQUEST_ID.match(given):
         return given.decode("ascii")
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex carries, without building a UUID
 
 
 def _path_qs(scope: Scope) -> str:

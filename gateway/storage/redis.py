@@ -58,7 +58,7 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from typing import Any, TypeVar, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis, UnixDomainSocketConnection
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
@@ -80,6 +80,7 @@ from gateway.storage.base import (
     StorageError,
 )
 from gateway.storage.redis_urls import Mode, connect, queue_timeout
+from gateway.storage.resp import PipelinedRedis
 
 log = logging.getLogger("distill_guard.storage")
 T = TypeVar("T")
@@ -130,15 +131,18 @@ class RedisBackend(CounterBackend):
     def __init__(
         self, client: Redis | RedisCluster, *, clock: Clock | None = None,
         close_client: bool = True, max_in_flight: int | None = None,
-        queue_timeout: float = 0.5,
+        queue_timeout: float = 0.5, pipelined: PipelinedRedis | None = None,
     ) -> None:
         """Use an existing client; `aclose()` closes it unless `close_client` is False.
 
         A `RedisCluster` client makes this a cluster backend (calls split by slot).
         `max_in_flight` bounds concurrent EVALSHA calls, waiting at most
         `queue_timeout` seconds for a turn: for clients whose pool does not block.
+        `pipelined`, on one server, carries the EVALSHA calls (see `resp`);
+        `client` still does the rest (script loads, pings).
         """
         self._client = client
+        self._pipelined = pipelined
         self._clock = clock
         self._close_client = close_client
         self._cluster = isinstance(client, RedisCluster)
@@ -160,7 +164,8 @@ class RedisBackend(CounterBackend):
         client, mode = connect(url, timeout=timeout, max_connections=max_connections)
         gated = mode != "single"  # the single-server pool blocks by itself
         backend = cls(client, clock=clock, max_in_flight=max_connections if gated else None,
-                      queue_timeout=queue_timeout(timeout))
+                      queue_timeout=queue_timeout(timeout),
+                      pipelined=_pipelined_for(client, timeout) if mode == "single" else None)
         backend.mode = mode
         return backend
 
@@ -222,6 +227,8 @@ class RedisBackend(CounterBackend):
             raise StorageError(f"redis ping failed: {exc}") from exc
 
     async def aclose(self) -> None:
+        if self._pipelined is not None:
+            await self._pipelined.aclose()
         if self._close_client:
             await self._client.aclose()
 
@@ -279,11 +286,17 @@ class RedisBackend(CounterBackend):
             return await self._send(script, keys, args)
         except NoScriptError:
             # First use, or a restarted / failed-over server: load (on every
-            # primary of a cluster) and retry once.
-            await self._client.script_load(script.source)
+            # primary of a cluster) and retry once. On one server, through the
+            # connection that just answered: redis-py's pooled ones may be stale.
+            if self._pipelined is not None:
+                await self._pipelined.execute("SCRIPT", "LOAD", script.source)
+            else:
+                await self._client.script_load(script.source)
             return await self._send(script, keys, args)
 
     async def _send(self, script: _Script, keys: list[str], args: list[str]) -> Any:
+        if self._pipelined is not None:
+            return await self._pipelined.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         return await self._client.evalsha(script.sha, len(keys), *keys, *args)
 
     async def _gated(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -373,6 +386,26 @@ class RedisBackend(CounterBackend):
         final = tuple(r for r in results if r is not None)
         assert len(final) == len(ops)
         return Admission(results=final, groups_allowed=groups, now=partials[0].now)
+
+
+def _pipelined_for(client: Redis | RedisCluster, timeout: float) -> PipelinedRedis | None:
+    """The hot path's pipelined connection to the server `client` talks to: plain
+    TCP or a Unix socket (a TLS URL keeps redis-py for every call)."""
+    if not isinstance(client, Redis):
+        return None
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    common: dict[str, Any] = {
+        "db": int(kwargs.get("db") or 0), "username": kwargs.get("username"),
+        "password": kwargs.get("password"), "timeout": timeout,
+        "connect_timeout": max(timeout, 0.25),
+    }
+    if pool.connection_class is UnixDomainSocketConnection:
+        return PipelinedRedis(path=kwargs["path"], **common)
+    if pool.connection_class is Connection:
+        return PipelinedRedis(host=kwargs.get("host", "localhost"),
+                              port=int(kwargs.get("port", 6379)), **common)
+    return None
 
 
 def _check_observe_tags(ops: Sequence[AdmitOp]) -> None:

@@ -70,6 +70,7 @@ class _Request:
 
 
 class Handler(BaseHandler[Config]):
+    defer_in_shadow = True  # it only records, and reads no response
     def __init__(self, rule: RuleInfo, config: Config, shared: Any = None) -> None:
         super().__init__(rule, config, shared)
         self.patterns = ReasoningPatterns.default().extended(config.reasoning_patterns)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import orjson
 import pytest
@@ -16,7 +16,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.loader import parse_policy
 from gateway.policies.shared import Shared
 from gateway.signals.suspicion import Standings
-from gateway.storage.base import Acquire, CounterBackend, identity_key
+from gateway.storage.base import Acquire, Admission, AdmitOp, CounterBackend, identity_key
 from gateway.storage.memory import MemoryBackend
 from gateway.storage.redis import RedisBackend
 from tests.support.redis_cluster import cluster_url_for_tests
@@ -92,11 +92,7 @@ class Harness:
     async def send(self, who: str, prompt: str, *, gap: float = 5.0) -> int:
         """One request as the proxy runs it; returns the status the client would get."""
         self.clock.advance(gap)
-        body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
-        ctx = RequestContext(
-            request_id=str(next(self.ids)), method="POST", path="/v1/chat/completions",
-            query=b"", headers=[], client_ip="127.0.0.1", dialect=Dialect.OPENAI,
-            identity=Identity(who, True), body=body, started=0.0, is_model_route=True)
+        ctx = self.context(who, prompt)
         standing = self.standings.get(who)
         if standing is not None:
             ctx.suspicion = standing.current(self.clock.now())
@@ -109,6 +105,13 @@ class Harness:
         ctx.status = 200
         await Chain.complete(outcome, ctx)
         return 200
+
+    def context(self, who: str, prompt: str) -> RequestContext:
+        body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+        return RequestContext(
+            request_id=str(next(self.ids)), method="POST", path="/v1/chat/completions",
+            query=b"", headers=[], client_ip="127.0.0.1", dialect=Dialect.OPENAI,
+            identity=Identity(who, True), body=body, started=0.0, is_model_route=True)
 
     async def run(self, who: str, prompts: Callable[[int], str], n: int) -> list[int]:
         return [await self.send(who, prompts(i)) for i in range(n)]
@@ -181,6 +184,49 @@ async def test_shadow_records_but_never_enforces(
     assert harness.standings.get("harvester") is None  # a shadow rule never steers others
     enforced, shadow = harness.standings.lookup("harvester")
     assert enforced is None and shadow is not None and shadow.reject  # but it records
+
+
+class RecordingMemory(MemoryBackend):
+    """Memory counters that keep the ops of every admit call, to see which stage ran what."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.admits: list[list[str]] = []
+
+    async def admit(self, ops: Sequence[AdmitOp]) -> Admission:
+        self.admits.append([op.key for op in ops])
+        return await super().admit(ops)
+
+
+async def test_a_shadow_rule_counts_after_the_response(clock: FakeClock) -> None:
+    text = policy("""
+  - name: rate
+    kind: rate_shaping
+    config:
+      limits:
+        - requests: 100/min
+  - name: diversity
+    kind: prompt_diversity
+    shadow: true
+    config:
+      steps:
+        - {at: 0.0, action: reject}
+""")
+    storage = RecordingMemory(clock)
+    harness = Harness(text, storage, clock)
+    ctx = harness.context("who", harvest(1))
+    outcome = await harness.chain.run_request(ctx, storage)
+    # the request path's one round trip holds the rate rule's ops only
+    assert len(storage.admits) == 1
+    assert not any(":pd:" in key for key in storage.admits[0])
+    assert "_shadow" not in ctx.rule_state
+    await Chain.complete(outcome, ctx)
+    # the shadow rule's own and cross-identity counters: one more call, after the response
+    assert len(storage.admits) == 2
+    assert any(key.startswith(identity_key("who", "pd", "diversity")) for key in storage.admits[1])
+    assert ctx.rule_state["_shadow"] == [("diversity", "reject")]
+    enforced, shadow = harness.standings.lookup("who")
+    assert enforced is None and shadow is not None and shadow.reject
 
 
 async def test_reject_step_refuses_without_revealing_detection(
