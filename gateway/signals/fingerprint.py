@@ -76,7 +76,8 @@ elicitation and topic inputs are a few KB whatever the prompt size. When the
 full prompt is longer than `max_chars`, the SimHash runs on a deterministic
 sample: the first max_chars // 2 characters, the last max_chars // 4, and the
 remaining quarter as evenly spaced 1 KB windows over the middle (default
-16,384: 8 KB + 4 KB + four 1 KB windows), joined by newlines; `sampled` is
+8,192: 4 KB + 2 KB + two 1 KB windows; 16,384 cost a 100 KB prompt more than
+the 1 ms budget), joined by newlines; `sampled` is
 then True and the exact hash reads the whole prompt only for its CRC-32. The
 SimHash also reads at most MAX_WORDS words (first two thirds and last third),
 and non-ASCII samples at most MAX_WORD_BYTES bytes, so that CJK text (a word per
@@ -99,13 +100,13 @@ from functools import lru_cache
 from gateway.signals.elicitation import ReasoningPatterns
 from gateway.signals.prompt_text import PromptParts
 
-DEFAULT_MAX_CHARS = 16_384
+DEFAULT_MAX_CHARS = 8_192  # sampled beyond this: keeps a 100 KB prompt under 1 ms (bench/fingerprint.py)
 SAMPLE_WINDOW = 1024
 SKELETON_HEAD = 2048
 SKELETON_TAIL = 1024
 SKELETON_SHOWN = 300
 TOPIC_CHARS = 1024
-MAX_WORDS = 4096  # words the SimHash reads, at most
+MAX_WORDS = 2048  # words the SimHash reads, at most
 MAX_WORD_BYTES = 5 * MAX_WORDS  # UTF-8 bytes of non-ASCII text it splits into words
 TOPIC_BUCKETS = 256
 TOPIC_LIMIT = 8
@@ -268,7 +269,7 @@ def simhash(text: str) -> int:
 def _simhash_input(data: bytes) -> list[bytes]:
     """The words the SimHash reads: at most MAX_WORDS, from at most MAX_WORD_BYTES.
 
-    English samples are under both caps (16 KB is about 2,700 words). Text with a
+    English samples are under both caps (8 KB is about 1,350 words). Text with a
     word per character (CJK) or many multi-byte separators (emoji) would cost
     several times more per KB, so its bytes and then its words are cut to the
     first two thirds and the last third of the cap.

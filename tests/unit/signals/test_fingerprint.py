@@ -431,13 +431,16 @@ def test_sample_layout() -> None:
     text = "".join(f"{i:07d}\n" for i in range(20_000)).replace("\n", ";")  # 160 KB, no newlines
     sample = sample_text(text, DEFAULT_MAX_CHARS)
     head, *windows, tail = sample.split("\n")
-    assert head == text[:8192] and tail == text[-4096:]
-    assert [len(w) for w in windows] == [1024] * 4
+    head_size, tail_size = DEFAULT_MAX_CHARS // 2, DEFAULT_MAX_CHARS // 4
+    assert head == text[:head_size] and tail == text[-tail_size:]
+    count = (DEFAULT_MAX_CHARS - head_size - tail_size) // 1024
+    assert count >= 2 and [len(w) for w in windows] == [1024] * count
     starts = [text.index(w) for w in windows]
-    assert 8192 < starts[0] < starts[1] < starts[2] < starts[3] < len(text) - 4096 - 1024
-    gaps = [b - a for a, b in itertools.pairwise([8192, *starts])]
+    assert head_size < starts[0] and starts[-1] < len(text) - tail_size - 1024
+    assert starts == sorted(starts)
+    gaps = [b - a for a, b in itertools.pairwise([head_size, *starts])]
     assert max(gaps) - min(gaps) <= 1024  # evenly spaced
-    assert len(sample) == DEFAULT_MAX_CHARS + 5
+    assert len(sample) == DEFAULT_MAX_CHARS + count + 1
     assert sample_text(text, DEFAULT_MAX_CHARS) == sample
     assert sample_text("short", 100) == "short"
     assert len(sample_text(text, 1)) <= 3
