@@ -100,7 +100,7 @@ from functools import lru_cache
 from gateway.signals.elicitation import ReasoningPatterns
 from gateway.signals.prompt_text import PromptParts
 
-DEFAULT_MAX_CHARS = 8_192  # sampled beyond this: keeps a 100 KB prompt under 1 ms (bench/fingerprint.py)
+DEFAULT_MAX_CHARS = 8_192  # sampled beyond: a 100 KB prompt stays under 1 ms (bench/fingerprint.py)
 SAMPLE_WINDOW = 1024
 SKELETON_HEAD = 2048
 SKELETON_TAIL = 1024
