@@ -18,6 +18,7 @@ import platform
 import timeit
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from gateway.demo_upstream.prose import answer
 from gateway.signals import PromptParts, ReasoningPatterns, fingerprint, prompt_text
@@ -55,6 +56,29 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(timer.repeat(repeat=repeat, number=number)) / number
 
 
+def chat_body(chars: int) -> dict[str, Any]:
+    """A chat request: a short system prompt and `chars` characters of prose from the user."""
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You are a careful assistant. Answer plainly."},
+            {"role": "user", "content": prose(chars)},
+        ],
+    }
+
+
+def cost(chars: int, repeat: int = 7,
+         max_chars: int = DEFAULT_MAX_CHARS) -> tuple[float, float, bool]:
+    """(prompt_text seconds, fingerprint seconds, whether sampled) for a prompt of `chars`
+    characters, each the best of `repeat` (bench/suite.py reports the 100 KB row)."""
+    body = chat_body(chars)
+    parts = prompt_text(body, "openai")
+    sampled = fingerprint(parts, max_chars=max_chars).sampled
+    t_parts = best(partial(prompt_text, body, "openai"), repeat)
+    t_fp = best(partial(fingerprint, parts, max_chars=max_chars), repeat)
+    return t_parts, t_fp, sampled
+
+
 def stage_functions(
     parts: PromptParts, max_chars: int, patterns: ReasoningPatterns
 ) -> list[Callable[[], object]]:
@@ -89,18 +113,10 @@ def main() -> None:
     print(header)
     patterns = ReasoningPatterns.default()
     for label, chars in SIZES:
-        body = {
-            "model": "m",
-            "messages": [
-                {"role": "system", "content": "You are a careful assistant. Answer plainly."},
-                {"role": "user", "content": prose(chars)},
-            ],
-        }
+        body = chat_body(chars)
         parts = prompt_text(body, "openai")
-        fp = fingerprint(parts, max_chars=args.max_chars)
-        t_parts = best(partial(prompt_text, body, "openai"), args.repeat)
-        t_fp = best(partial(fingerprint, parts, max_chars=args.max_chars), args.repeat)
-        row = f"{label:>7} {t_parts * 1e6:>10.1f}us {t_fp * 1e6:>10.1f}us {fp.sampled!s:>8}"
+        t_parts, t_fp, sampled = cost(chars, args.repeat, args.max_chars)
+        row = f"{label:>7} {t_parts * 1e6:>10.1f}us {t_fp * 1e6:>10.1f}us {sampled!s:>8}"
         if args.parts:
             for stage in stage_functions(parts, args.max_chars, patterns):
                 row += f" {best(stage, args.repeat) * 1e6:>7.0f}us"

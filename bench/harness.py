@@ -8,6 +8,7 @@ SIGKILL) takes its whole process group; a bench stops them all in a `finally`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -20,7 +21,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -154,9 +155,9 @@ def start_gateway(
     return service
 
 
-def start_redis(log_dir: Path) -> Service:
+def start_redis(log_dir: Path, binary: str = "redis-server") -> Service:
     port = free_port()
-    argv = ["redis-server", "--bind", LOOPBACK, "--port", str(port), "--save", "",
+    argv = [binary, "--bind", LOOPBACK, "--port", str(port), "--save", "",
             "--appendonly", "no"]
     service = start_service("redis", f"redis://{LOOPBACK}:{port}/0", argv, log_dir)
     deadline = time.monotonic() + 10.0
@@ -208,3 +209,90 @@ def usable_cores() -> int:
 def machine_line() -> str:
     return (f"{usable_cores()} cores ({cpu_model()}), {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}")
+
+
+# -- the fixed upstream, CPU pinning, tools (suite.py, plot.py) -----------------------------------
+BENCH = REPO / "bench"
+FIXED_UPSTREAM = BENCH / "fixed_upstream.py"
+LOADGEN = BENCH / "loadgen.py"
+
+
+def start_fixed_upstream(
+    log_dir: Path, event_delay: float = 0.0, *, record_arrivals: bool = False,
+    cpus: set[int] | None = None,
+) -> Service:
+    """bench/fixed_upstream.py: canned answers on raw asyncio + uvloop + httptools, so the
+    upstream's CPU per request is a small fraction of the gateway's."""
+    port = free_port()
+    argv = [sys.executable, str(FIXED_UPSTREAM), LOOPBACK, str(port),
+            "--event-delay", str(event_delay)]
+    if record_arrivals:
+        argv.append("--record-arrivals")
+    service = start_service("upstream", f"http://{LOOPBACK}:{port}", argv, log_dir)
+    if cpus:
+        pin(service, cpus)
+    wait_until_ok(service, "/healthz")
+    return service
+
+
+def process_group_tids(pgid: int) -> list[int]:
+    """Every thread of every process in process group `pgid` (Linux /proc)."""
+    tids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) == pgid:  # field 5 of /proc/<pid>/stat: process group
+                tids += [int(task.name) for task in (entry / "task").iterdir()]
+    return tids
+
+
+def pin(service: Service, cpus: set[int]) -> None:
+    """Restrict the service's process group, every thread of it, to `cpus`.
+
+    sched_setaffinity works per thread; threads and processes started later inherit the
+    mask of their parent, so pinning once after start is enough."""
+    for tid in process_group_tids(service.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(tid, cpus)
+
+
+def cpu_plan(enabled: bool = True) -> tuple[set[int], set[int]] | None:
+    """(CPUs for the load generator, upstream and Redis; CPUs for the gateway) when the
+    machine has two or more usable cores: the gateway worker then owns a core, and a
+    "per worker process" figure means one worker on one core. None: no pinning."""
+    if not enabled or not hasattr(os, "sched_getaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None
+    return {usable[0]}, {usable[1]}
+
+
+def pinned(argv: Sequence[str], cpus: set[int] | None) -> list[str]:
+    """`argv` run under `taskset -c CPUS` (util-linux), or as is without pinning."""
+    if not cpus:
+        return list(argv)
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in sorted(cpus)), *argv]
+
+
+def run_loadgen(spec: Mapping[str, Any], cpus: set[int] | None = None) -> dict[str, Any]:
+    """One bench/loadgen.py phase in a process of its own; its JSON summary."""
+    timeout = float(spec.get("warmup", 2.0)) + float(spec["duration"]) + 60
+    done = subprocess.run(pinned([sys.executable, str(LOADGEN), json.dumps(spec)], cpus),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"load generator failed ({done.returncode}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def redis_version(binary: str = "redis-server") -> str:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except OSError:
+        return "redis-server not found"
+    version = next((part[2:] for part in out.split() if part.startswith("v=")), out.strip())
+    return f"{Path(binary).name} {version}"
