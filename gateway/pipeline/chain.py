@@ -32,6 +32,7 @@ from gateway.storage.base import (
     AdmitOp,
     CircuitOpen,
     CounterBackend,
+    Observe,
     ObserveResult,
     OpResult,
     SettleOp,
@@ -229,44 +230,53 @@ class Chain:
 
     @staticmethod
     async def complete(outcome: RequestOutcome, ctx: RequestContext) -> None:
-        """Run deferred shadow rules and cross-identity counters (one round trip for
-        both), reconcile counters (one more) and let rules record the exchange."""
-        storage = outcome.storage
-        deferred_ops: list[AdmitOp] = []
-        spans: list[tuple[int, int]] = []
-        for rule, group in outcome.deferred:
-            start = len(deferred_ops)
-            deferred_ops.extend(rule.handler.plan(ctx, group))
-            spans.append((start, len(deferred_ops)))
-        cross = [(rule, rule.handler.cross_ops(ctx)) for rule in outcome.active]
-        cross_ops = [op for _, rule_ops in cross for op in rule_ops]
+        """The complete stage of one request (see `complete_many`)."""
+        await Chain.complete_many([(outcome, ctx)])
+
+    @staticmethod
+    async def complete_many(items: Sequence[tuple[RequestOutcome, RequestContext]]) -> None:
+        """Run deferred shadow rules and cross-identity counters, reconcile counters and
+        let rules record each exchange: for requests that share a storage, one admit
+        and one settle call in all. Only observe ops (which never refuse) are merged
+        across requests; a request planning anything else gets calls of its own."""
+        batches: dict[int, list[_Finishing]] = {}
+        alone: list[_Finishing] = []
+        for outcome, ctx in items:
+            finishing = _Finishing.start(outcome, ctx)
+            if finishing is None:
+                continue
+            if all(isinstance(op, Observe) for op in finishing.ops):
+                batches.setdefault(id(outcome.storage), []).append(finishing)
+            else:
+                alone.append(finishing)
+        for batch in [*batches.values(), *([f] for f in alone)]:
+            await Chain._finish(batch[0].outcome.storage, batch)
+
+    @staticmethod
+    async def _finish(storage: CounterBackend | None, batch: Sequence[_Finishing]) -> None:
+        ops = [op for finishing in batch for op in finishing.ops]
         admission: Admission | None = None
-        if (deferred_ops or cross_ops) and storage is not None:
+        if ops and storage is not None:
             try:
-                admission = await storage.admit([*deferred_ops, *cross_ops])
+                admission = await storage.admit(ops)
             except StorageError as exc:
                 metrics.STORAGE_ERRORS.labels(operation="cross").inc()
                 if not isinstance(exc, CircuitOpen):
                     log.warning("cross-identity counters failed: %s", exc)
-        Chain._decide_deferred(outcome, ctx, admission, spans)
-        if admission is not None:
-            results = admission.results[len(deferred_ops):]
-            start = 0
-            for rule, rule_ops in cross:
-                if rule_ops:
-                    end = start + len(rule_ops)
-                    rule.handler.on_cross_results(ctx, results[start:end])
-                    start = end
-        ops: list[SettleOp] = []
-        for rule in outcome.active:
-            settle = rule.handler.settle(ctx)
-            if outcome.storage is not None and outcome.storage.name == "memory-fallback":
-                settle = [scale_op(op, rule.handler.fallback_replicas) for op in settle]
-            ops.extend(settle)
-            rule.handler.on_complete(ctx)
-        if ops and outcome.storage is not None:
+        settle: list[SettleOp] = []
+        start = 0
+        for finishing in batch:
+            end = start + len(finishing.ops)
+            part = None if admission is None else Admission(
+                admission.results[start:end], admission.groups_allowed, admission.now)
+            start = end
+            try:  # one request's failing hook must not cost the others their settle
+                settle.extend(finishing.record(part))
+            except Exception:
+                log.exception("complete stage failed for request %s", finishing.ctx.request_id)
+        if settle and storage is not None:
             try:
-                await outcome.storage.settle(ops)
+                await storage.settle(settle)
             except StorageError as exc:
                 metrics.STORAGE_ERRORS.labels(operation="settle").inc()
                 if not isinstance(exc, CircuitOpen):
@@ -289,3 +299,53 @@ class Chain:
                 groups = admission.groups_allowed if admission is not None else {}
                 decision = rule.handler.decide(ctx, results, groups.get(group, True))
             Chain._count(rule, decision, ctx)
+
+
+
+@dataclass(slots=True)
+class _Finishing:
+    """One request in the complete stage: its deferred and cross-identity ops."""
+
+    outcome: RequestOutcome
+    ctx: RequestContext
+    ops: list[AdmitOp]
+    spans: list[tuple[int, int]]  # per deferred rule, its ops
+    cross: list[tuple[CompiledRule, Sequence[AdmitOp]]]
+
+    @classmethod
+    def start(cls, outcome: RequestOutcome, ctx: RequestContext) -> _Finishing | None:
+        try:
+            ops: list[AdmitOp] = []
+            spans: list[tuple[int, int]] = []
+            for rule, group in outcome.deferred:
+                begin = len(ops)
+                ops.extend(rule.handler.plan(ctx, group))
+                spans.append((begin, len(ops)))
+            cross = [(rule, rule.handler.cross_ops(ctx)) for rule in outcome.active]
+        except Exception:
+            log.exception("complete stage failed for request %s", ctx.request_id)
+            return None
+        ops.extend(op for _, rule_ops in cross for op in rule_ops)
+        return cls(outcome, ctx, ops, spans, cross)
+
+    def record(self, admission: Admission | None) -> list[SettleOp]:
+        """Decide deferred rules, hand out cross results; return the settle ops."""
+        outcome, ctx = self.outcome, self.ctx
+        Chain._decide_deferred(outcome, ctx, admission, self.spans)
+        if admission is not None:
+            results = admission.results[self.spans[-1][1] if self.spans else 0:]
+            start = 0
+            for rule, rule_ops in self.cross:
+                if rule_ops:
+                    end = start + len(rule_ops)
+                    rule.handler.on_cross_results(ctx, results[start:end])
+                    start = end
+        ops: list[SettleOp] = []
+        fallback = outcome.storage is not None and outcome.storage.name == "memory-fallback"
+        for rule in outcome.active:
+            settle = rule.handler.settle(ctx)
+            if fallback:
+                settle = [scale_op(op, rule.handler.fallback_replicas) for op in settle]
+            ops.extend(settle)
+            rule.handler.on_complete(ctx)
+        return ops

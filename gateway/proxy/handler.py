@@ -23,6 +23,7 @@ from gateway.errors import Dialect, GatewayError, dialect_for_path, error_body
 from gateway.identity import AmbiguousCredentials, Identity
 from gateway.pipeline.chain import Chain, RequestOutcome
 from gateway.pipeline.context import RequestContext
+from gateway.proxy.completions import CompletionQueue
 from gateway.proxy.headers import (
     client_response_headers,
     find_header,
@@ -102,7 +103,7 @@ class ProxyHandler:
     def __init__(self, state: GatewayState, audit: AuditLog | None = None) -> None:
         self.state = state
         self.audit = audit  # the optional audit log (gateway/authoring/audit.py)
-        self._background: set[asyncio.Task[None]] = set()
+        self.completions = CompletionQueue(self._audit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -172,9 +173,16 @@ class ProxyHandler:
                 ctx.status = status
                 response_started = True
                 overhead += await self._relay(ctx, outcome, resp, send, headers_at)
+            except GatewayError as error:  # a body broken before anything was sent
+                await send_error(error)
             except UpstreamError as error:
                 metrics.UPSTREAM_ERRORS.labels(kind=type(error).__name__).inc()
-                await self._end_broken_stream(dialect, send, str(error))
+                content_type = find_header(resp.headers, b"content-type") or b""
+                if content_type.startswith(b"text/event-stream"):
+                    await self._end_broken_stream(dialect, send, str(error))
+                # Any other body has no error event: leave it unfinished, so the server
+                # drops the connection and the client sees it incomplete, never a
+                # complete-looking body with an SSE event glued on.
             finally:
                 resp.release()
         except asyncio.CancelledError:
@@ -195,8 +203,8 @@ class ProxyHandler:
                 watcher.cancel()
             if ctx is not None:
                 ctx.status = status
-                if outcome.active:
-                    self._in_background(self._complete(outcome, ctx, status))
+                if outcome.active:  # the audit line waits: deferred shadow rules decide there
+                    self.completions.submit(outcome, ctx, status)
                 else:
                     self._audit(ctx, status)
             self._record(path, status, ctx, started, overhead)
@@ -271,7 +279,14 @@ class ProxyHandler:
         Chain.response_start(outcome, ctx, resp.status, headers)
         start = {"type": "http.response.start", "status": resp.status, "headers": headers}
         if body_rules:
-            body = Chain.response_body(body_rules, ctx, await resp.read())
+            try:
+                raw = await resp.read()
+            except UpstreamError as error:
+                # Nothing is sent yet: a plain error in the dialect (a stream's error
+                # event would need a started response).
+                metrics.UPSTREAM_ERRORS.labels(kind=type(error).__name__).inc()
+                raise GatewayError(error.status, str(error), code="upstream_error") from error
+            body = Chain.response_body(body_rules, ctx, raw)
             headers.append((b"content-length", str(len(body)).encode()))
             spent = time.perf_counter() - headers_at
             await send(start)
@@ -310,31 +325,13 @@ class ProxyHandler:
         await send({"type": "http.response.body", "body": event})
 
     # -- bookkeeping ---------------------------------------------------------
-    async def _complete(self, outcome: RequestOutcome, ctx: RequestContext, status: int) -> None:
-        try:
-            await Chain.complete(outcome, ctx)
-        finally:  # after complete: deferred shadow rules decide there
-            self._audit(ctx, status)
-
     def _audit(self, ctx: RequestContext, status: int) -> None:
         if self.audit is not None:  # never blocks: a writer thread does the I/O
             self.audit.record(ctx, status, self.state.chain.policy)
 
-    def _in_background(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                access_log.exception("complete stage failed")
-
-        task = asyncio.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def drain(self) -> None:
-        """Wait for background settlement to finish (shutdown, tests)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait for the complete stage of every finished request (shutdown, tests)."""
+        await self.completions.drain()
 
     def _record(
         self, path: str, status: int, ctx: RequestContext | None, started: float,

@@ -12,11 +12,13 @@ Redis Cluster (test_redis_cluster.py), which assert on the same numbers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,35 @@ def evalsha_calls(port: int) -> int:
         client.close()
     # NOSCRIPT replies (scripts not yet loaded) are failed calls, not round trips we keep
     return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
+
+
+class ScriptCalls:
+    """EVALSHA calls one Redis runs from now on, by script: the slow log set to keep every
+    command (its entries carry the first arguments, so the script's SHA1)."""
+
+    def __init__(self, port: int) -> None:
+        self._client = redis.Redis(port=port)
+        self._client.config_set("slowlog-log-slower-than", 0)
+        self._client.config_set("slowlog-max-len", 100_000)
+        self._client.slowlog_reset()
+
+    def by_script(self) -> Counter[str]:
+        """{script file name: calls} for admit.lua and settle.lua."""
+        names = {_script_sha(name): name for name in ("admit.lua", "settle.lua")}
+        counts: Counter[str] = Counter()
+        for entry in self._client.slowlog_get(100_000):
+            command = entry["command"]
+            words = (command.decode() if isinstance(command, bytes) else command).split()
+            if words and words[0].upper() == "EVALSHA" and words[1] in names:
+                counts[names[words[1]]] += 1
+        self._client.config_set("slowlog-log-slower-than", 10_000)
+        self._client.close()
+        return counts
+
+
+def _script_sha(name: str) -> str:
+    source = files("gateway.storage").joinpath("scripts").joinpath(name).read_text("utf-8")
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()
 
 
 async def fire(
