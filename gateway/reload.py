@@ -82,6 +82,14 @@ class PolicyReloader:
 
     def _compile(self) -> tuple[str, Chain]:
         data = self.path.read_bytes()  # once: the digest and the policy are the same bytes
+        if not data.strip():
+            # An empty file parses as a policy with no rules, but a reload that finds
+            # one has almost always caught a write between its truncate and its write
+            # (an editor, `>`, Python's write_text): swapping it in would drop every
+            # rule until the next poll. A policy meant to have none says `rules: []`.
+            raise PolicyError([Problem(
+                str(self.path), 1, "", "the file is empty (a write in progress?); "
+                "a policy with no rules says `rules: []`")])
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
