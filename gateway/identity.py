@@ -34,6 +34,10 @@ class Identity:
 # Recently seen keys and their ids, in this process's memory only: an HMAC costs
 # ~5 us and the same keys come back request after request.
 HASH_CACHE_SIZE = 65536
+# Keys longer than this are hashed every time, never cached: the cache would otherwise
+# hold HASH_CACHE_SIZE keys as long as the HTTP server lets a header be (httptools:
+# megabytes), and a key rotator fills it (tests/hostile/test_memory.py).
+MAX_CACHED_KEY_CHARS = 256
 
 
 class IdentityHasher:
@@ -42,6 +46,8 @@ class IdentityHasher:
         self._cached = lru_cache(maxsize=HASH_CACHE_SIZE)(self._hash)
 
     def hash_key(self, key: str) -> str:
+        if len(key) > MAX_CACHED_KEY_CHARS:
+            return self._hash(key)
         return self._cached(key)
 
     def _hash(self, key: str) -> str:
@@ -57,7 +63,10 @@ def extract_api_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     keys: set[bytes] = set()
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.strip().partition(b" ")
+            # Split at any run of whitespace, not just one space: "Bearer<TAB>key"
+            # read as "no key" fell back to the anonymous, per-IP bucket, and a
+            # fresh bucket per source address is a dodge (tests/hostile).
+            scheme, _, token = value.strip().replace(b"\t", b" ").partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 keys.add(token.strip())
         elif name == b"x-api-key" and value.strip():

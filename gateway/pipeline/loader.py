@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,28 +34,56 @@ class PolicyError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def _to_python(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str]) -> Any:
+# Values built from the node tree, aliases expanded. A policy is a few hundred values
+# (a big `tiers` map some tens of thousands); YAML aliases can make a short file
+# expand exponentially ("billion laughs"), which took seconds to minutes to refuse.
+MAX_VALUES = 500_000
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Walk:
+    """One walk of a node tree: the values still allowed, one scalar constructor."""
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUES
+        # one constructor per walk: a new SafeLoader per scalar cost ~0.1 ms each
+        self.constructor = yaml.SafeLoader("")
+
+    def scalar(self, node: yaml.Node) -> Any:
+        return self.constructor.construct_object(node, deep=True)
+
+
+def _to_python(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str],
+               walk: _Walk | None = None) -> Any:
     """Build plain data from the YAML node tree, noting the line of every path."""
+    walk = walk if walk is not None else _Walk()
+    walk.left -= 1
+    if walk.left < 0:
+        raise _TooBig
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(
-                key_node, yaml.ScalarNode) else _scalar(key_node)
+                key_node, yaml.ScalarNode) else walk.scalar(key_node)
+            if not isinstance(key, Hashable):
+                # `? [a, b]: x`: a list or mapping as a key (tests/hostile)
+                key = yaml.serialize(key_node).strip().replace("\n", " ")
+                lines[(*loc, key)] = key_node.start_mark.line + 1
+                problems.append(f"{'.'.join(map(str, (*loc, key)))}\0keys must be strings")
             if isinstance(key, str) and key in out:
                 lines[(*loc, key)] = key_node.start_mark.line + 1
                 problems.append(f"{'.'.join(map(str, (*loc, key)))}\0duplicate key {key!r}")
-            out[key] = _to_python(value_node, (*loc, key), lines, problems)
+            out[key] = _to_python(value_node, (*loc, key), lines, problems, walk)
             lines[(*loc, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*loc, i), lines, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    constructor = yaml.SafeLoader("")
-    return constructor.construct_object(node, deep=True)
+        return [_to_python(item, (*loc, i), lines, problems, walk)
+                for i, item in enumerate(node.value)]
+    return walk.scalar(node)
 
 
 def _line_for(loc: Loc, lines: dict[Loc, int]) -> tuple[int, Loc]:
@@ -81,15 +110,23 @@ def _field_name(loc: Loc) -> str:
 
 
 def parse_policy(text: str, filename: str = "<policy>") -> BaseModel:
+    lines: dict[Loc, int] = {}
+    raw_problems: list[str] = []
+    # Only PolicyError leaves here: the hot reload keeps the running policy on it, and
+    # `policy check` prints it; anything else killed the reload watcher or printed a
+    # traceback (tests/hostile/test_policy_fuzz.py).
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
+        data = {} if root is None else _to_python(root, (), lines, raw_problems)
+    except yaml.YAMLError as exc:  # bad syntax, or a tag SafeLoader does not construct
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         raise PolicyError([Problem(filename, line, "", f"invalid YAML: {exc}")]) from exc
-    lines: dict[Loc, int] = {}
-    raw_problems: list[str] = []
-    data = {} if root is None else _to_python(root, (), lines, raw_problems)
+    except RecursionError as exc:
+        raise PolicyError([Problem(filename, 1, "", "invalid YAML: nested too deeply")]) from exc
+    except _TooBig as exc:
+        raise PolicyError([Problem(filename, 1, "", f"more than {MAX_VALUES} values once "
+                                   "YAML aliases are expanded")]) from exc
     problems = []
     for raw in raw_problems:
         field, message = raw.split("\0")

@@ -8,9 +8,28 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.pipeline.context import RequestContext
+
+# RFC 9110 field names. A policy naming a header outside them could never match,
+# and a name that is not latin-1 crashed the chain when it was compiled, or every
+# request when it was read per request (tier_header, group_by) (tests/hostile).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers that carry API keys: never a tier, tenant or group value (those end up in
+# Redis keys, hashed or not), which is what raw keys must never reach.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
+
+
+def header_name(name: str, *, credentials: bool = True) -> str:
+    """Check a header name written in a policy; `credentials=False` refuses key headers."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an HTTP header name")
+    if not credentials and name.lower() in CREDENTIAL_HEADERS:
+        raise ValueError(f"{name!r} carries API keys; its value must not become a tier, "
+                         "tenant or group")
+    return name
 
 
 class Match(BaseModel):
@@ -41,6 +60,13 @@ class Match(BaseModel):
         pattern=r"^\s*(>=|<=|>|<|==)\s*(0(\.\d+)?|1(\.0+)?|\.\d+)\s*$",
     )
 
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name in headers or {}:
+            header_name(name)
+        return headers
+
 
 Predicate = Callable[[RequestContext], bool]
 
@@ -55,15 +81,23 @@ class Condition:
     actual: Callable[[RequestContext], object]
 
 
-def _globs(patterns: list[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+def _globs(patterns: list[str], *, ignore_case: bool = False) -> re.Pattern[str]:
+    # An empty list matches nothing ("any of none"): joined into "", it matched every
+    # value, so `allow_models: []` allowed every model (tests/hostile).
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns),
+                      re.IGNORECASE if ignore_case else 0)
 
 
 def conditions(match: Match) -> list[Condition]:
     """The conditions `match` sets, in field order (all must hold)."""
     out: list[Condition] = []
     if match.paths is not None:
-        paths = _globs(match.paths)
+        # Paths compare case-insensitively: an upstream that routes so (Express's
+        # default) would serve /V1/Fine_Tuning as /v1/fine_tuning; matching more
+        # requests is the safe side for deny_paths and for limits (tests/hostile).
+        paths = _globs(match.paths, ignore_case=True)
         out.append(Condition("paths", f"one of {match.paths}",
                              lambda ctx: paths.match(ctx.path) is not None,
                              lambda ctx: ctx.path))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from gateway.pipeline.match import Match
+from gateway.pipeline.match import Match, header_name
 from gateway.policies.registry import kinds
 
 RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -60,6 +60,13 @@ class IdentityConfig(BaseModel):
         "never appear in policy files.",
     )
     default_tier: str | None = Field(None, description="Tier of identities not listed.")
+
+    @field_validator("tier_header", "tenant_header")
+    @classmethod
+    def _header_names(cls, name: str | None) -> str | None:
+        # read per request: a name that is not latin-1 made every request a 500, and a
+        # key header would put raw keys into Redis keys as tier names (tests/hostile)
+        return None if name is None else header_name(name, credentials=False)
 
 
 @cache

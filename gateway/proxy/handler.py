@@ -217,8 +217,22 @@ class ProxyHandler:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if len(headers) > settings.max_headers:
             raise GatewayError(431, f"Too many request headers (limit {settings.max_headers}).")
+        if _conflicting_framing(headers):
+            # A proxy in front may have framed this request the other way; h11 reads it by
+            # Transfer-Encoding and parses what follows as a next request (a smuggled one).
+            # Refuse it and close the connection, so nothing after it is read (RFC 9112
+            # 6.3; tests/hostile/test_smuggling.py).
+            raise GatewayError(400, "Conflicting Content-Length and Transfer-Encoding.",
+                               code="invalid_framing", headers={"connection": "close"})
         path: str = scope["path"]
         method: str = scope["method"]
+        if _path_alias(path):
+            # Policies match the path as written, and the upstream gets it as written;
+            # an upstream that cleans paths (dot segments, "//", a trailing slash, case)
+            # would serve `/v1/chat/./completions` as the chat route that no rate or
+            # access rule matched (tests/hostile/test_path_aliases.py).
+            raise GatewayError(400, f"The path {path!r} is not in canonical form.",
+                               code="invalid_path")
         is_model_route = method == "POST" and path in MODEL_ROUTES
         policy = self.state.chain.policy
         if not getattr(policy, "forward_unknown_paths", True) and route_label(path) == "other":
@@ -357,6 +371,26 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     if given is not None and _REQUEST_ID.match(given):
         return given.decode("ascii")
     return os.urandom(16).hex()  # what uuid4().hex carries, without building a UUID
+
+
+def _conflicting_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Content-Length together with Transfer-Encoding, or two different lengths."""
+    lengths = {v.strip() for k, v in headers if k == b"content-length"}
+    chunked = any(k == b"transfer-encoding" for k, _ in headers)
+    return (chunked and bool(lengths)) or len(lengths) > 1
+
+
+_CANONICAL_ROUTES = {route.lower(): route for route in KNOWN_ROUTES}
+
+
+def _path_alias(path: str) -> bool:
+    """A dot segment or empty segment anywhere, or another spelling of a known route
+    (trailing slash, letter case)."""
+    segments = path.split("/")[1:]
+    if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1:] in (["."], [".."]):
+        return True
+    canonical = _CANONICAL_ROUTES.get(path.rstrip("/").lower())
+    return canonical is not None and canonical != path
 
 
 def _path_qs(scope: Scope) -> str:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.pipeline.match import header_name
 
 
 class Config(BaseModel):
@@ -25,3 +27,10 @@ class Config(BaseModel):
         "This request is not allowed by the gateway policy.",
         description="Error message returned to the client on refusal.",
     )
+
+    @field_validator("deny_headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in headers:
+            header_name(name)  # a name that is not latin-1 crashed compile (tests/hostile)
+        return headers

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.pipeline.match import header_name
+
 
 class Weights(BaseModel):
     """How much each signal can contribute: suspicion = 1 - prod(1 - weight * score).
@@ -126,6 +128,10 @@ class Config(BaseModel):
                     key.startswith("header:") and len(key) > len("header:")):
                 raise ValueError(f"unknown group_by key {key!r}: use client_ip_24, "
                                  "user_agent or header:NAME")
+            if key.startswith("header:"):
+                # read per request: not latin-1 was a 500 on every request; a key
+                # header would store (hashed, unkeyed) raw keys in Redis (tests/hostile)
+                header_name(key.removeprefix("header:"), credentials=False)
         return keys
 
     @field_validator("reasoning_patterns")

@@ -7,6 +7,7 @@ Rates are written `AMOUNT/PERIOD`: `100/min`, `10/s`, `2000000/day`,
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -34,6 +35,14 @@ class Rate(BaseModel):
     def __str__(self) -> str:
         return f"{self.amount:g}/{self.period:g}s"
 
+    @model_validator(mode="after")
+    def _finite_positive(self) -> Rate:
+        # written as a mapping, `.inf`/`.nan` got through and made every request a 500
+        # (the counters refuse non-finite numbers) (tests/hostile)
+        if not all(math.isfinite(v) and v > 0 for v in (self.amount, self.period)):
+            raise ValueError("amount and period must be finite and positive")
+        return self
+
 
 def parse_rate(value: object) -> object:
     if not isinstance(value, str):
@@ -48,10 +57,14 @@ def parse_rate(value: object) -> object:
     period = float(count or 1) * _UNITS[unit]
     if float(amount) <= 0 or period <= 0:
         raise ValueError(f"{value!r}: amount and period must be positive")
+    if not (math.isfinite(float(amount)) and math.isfinite(period)):
+        # 400 digits parse as infinity; the counters cannot take it (tests/hostile)
+        raise ValueError(f"{value!r}: amount and period must be finite")
     return {"amount": float(amount), "period": period}
 
 
 RateField = Annotated[Rate, BeforeValidator(parse_rate)]
+MAX_REFILL_SECONDS = 10 * 366 * 86400.0
 Dimension = Literal["requests", "input_tokens", "output_tokens", "total_tokens"]
 _DIMENSIONS: tuple[Dimension, ...] = ("requests", "input_tokens", "output_tokens", "total_tokens")
 
@@ -85,6 +98,19 @@ class Limit(BaseModel):
                 f"total_tokens, concurrent (got {', '.join(given) or 'none'})")
         if self.concurrent is not None and self.burst is not None:
             raise ValueError("burst does not apply to a concurrent limit")
+        if self.burst is not None and not math.isfinite(self.burst):
+            # `burst: .inf` passed gt=0 and made every request a 500 (tests/hostile)
+            raise ValueError("burst must be finite")
+        rate = self.rate
+        if rate is not None:
+            # A bucket's key lives as long as the bucket takes to refill; past Redis's
+            # expiry range every admit script failed, and the circuit breaker opened
+            # for every rule and identity (tests/hostile).
+            refill = (self.burst or rate.amount) * rate.period / rate.amount
+            if refill > MAX_REFILL_SECONDS:
+                raise ValueError(
+                    f"this bucket takes {refill:.3g} s to refill (burst x period / amount); "
+                    f"at most {MAX_REFILL_SECONDS:.0f} s (10 years) is supported")
         return self
 
     @property
