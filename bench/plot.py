@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/plot.py [--rates 100,250,500,1000,1500,2000] [--duration 4]
         [--warmup 1] [--policy policies/default.yaml] [--redis redis-server] [--no-pin]
-        [--extra NAME=URL ...] [--out docs/img/latency-vs-load.png] [--json data.json]
+        [--litellm] [--extra NAME=URL ...] [--out docs/img/latency-vs-load.png] [--json F]
 
 Starts the same stack as bench/suite.py (fixed upstream, throwaway Redis, one gateway worker,
 pinned the same way) and, for every rate, runs bench/loadgen.py's open loop against each
@@ -69,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=10_000, help="API keys used in turn")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=URL",
                         help="another target (base URL), e.g. litellm=http://127.0.0.1:4000")
+    parser.add_argument("--litellm", action="store_true",
+                        help="add LiteLLM proxy (bench/litellm_compare.py: its own venv, "
+                             "same upstream, per-key limits in the same Redis)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the PNG to write")
     parser.add_argument("--json", type=Path, help="also write the points to this JSON file")
@@ -166,6 +169,19 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def litellm_target(stack: suite.Stack, log_dir: Path, started: list[Service]) -> Target:
+    """LiteLLM in front of the stack's upstream, on the gateway's core when pinned (each
+    proxy owns that core while it is measured; they are measured one after the other)."""
+    import litellm_compare
+
+    service = litellm_compare.start_litellm(stack.upstream.url, stack.redis.url, log_dir)
+    started.append(service)
+    if stack.gateway_cpus:
+        harness.pin(service, stack.gateway_cpus)
+    return Target("litellm", service.url, dict(litellm_compare.REQUEST_HEADERS),
+                  model=litellm_compare.LITELLM_MODEL)
+
+
 def run(args: argparse.Namespace, factories: Sequence[TargetFactory] = ()) -> int:
     machine = harness.machine_line()  # before pinning narrows this process's CPUs
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -206,7 +222,8 @@ def run(args: argparse.Namespace, factories: Sequence[TargetFactory] = ()) -> in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    return run(args, [litellm_target] if args.litellm else [])
 
 
 if __name__ == "__main__":
