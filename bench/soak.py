@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -66,7 +65,7 @@ from tests.faults.harness import (  # noqa: E402
 from tests.faults.harness import in_process_gateway as _in_process_gateway  # noqa: E402
 from tests.faults.load import CHAT, MESSAGES, Load, Pick, Seen, chat_body, percentile  # noqa: E402
 from tests.faults.upstream import FaultUpstream  # noqa: E402
-from tests.support.redis_server import RedisServer, start_redis_server  # noqa: E402
+from tests.support.redis_server import start_redis_server  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 KEY = "sk-soak"
@@ -270,24 +269,6 @@ async def redis_kill(args: argparse.Namespace, mode: str) -> Row:
 
 # -- Redis stalled ----------------------------------------------------------------------------
 
-BUSY_SCRIPT = """
-local t = redis.call('TIME')
-local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
-while true do
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - start >= tonumber(ARGV[1]) then
-    return 1
-  end
-end
-"""
-
-
-def busy(server: RedisServer, seconds: float) -> None:
-    client = redis.Redis(port=server.port, socket_timeout=seconds + 30)
-    try:
-        client.eval(BUSY_SCRIPT, 0, int(seconds * 1_000_000))
-    finally:
-        client.close()
 
 
 async def redis_stall(args: argparse.Namespace, how: str) -> Row:
@@ -306,7 +287,7 @@ async def redis_stall(args: argparse.Namespace, how: str) -> Row:
                 stalled_at = time.monotonic()
                 load.phase = "stalled"
                 if how == "busy":
-                    await asyncio.to_thread(busy, server, args.stall)
+                    await asyncio.to_thread(server.busy, args.stall)
                 else:
                     server.pause()
                     await asyncio.sleep(args.stall)

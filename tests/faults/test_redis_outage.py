@@ -177,16 +177,6 @@ async def test_counting_resumes_at_the_first_probe_after_redis_restarts(
     assert resumed < 1.0 + 2 * timeout_ms / 1000 + LAG  # within 2 s of Redis coming back
 
 
-BUSY_SCRIPT = """
-local t = redis.call('TIME')
-local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
-while true do
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - start >= tonumber(ARGV[1]) then
-    return 1
-  end
-end
-"""
 STALL = 2.5  # seconds Redis spends in a busy script (under busy-reply-threshold, 5 s)
 
 
@@ -203,7 +193,7 @@ async def test_redis_stalled_by_a_busy_script_bounds_every_wait(
         async with Load(gateway.url, both_dialects, workers=6) as load:
             load.phase = "before"
             await asyncio.sleep(0.5)
-            busy = threading.Thread(target=_run_busy_script, args=(redis_server.port,))
+            busy = threading.Thread(target=redis_server.busy, args=(STALL,))
             stalled_at = time.monotonic()
             busy.start()
             load.phase = "stalled"
@@ -233,9 +223,3 @@ async def test_redis_stalled_by_a_busy_script_bounds_every_wait(
     assert resumed < 2.0
 
 
-def _run_busy_script(port: int) -> None:
-    client = redis.Redis(port=port, socket_timeout=30)
-    try:
-        client.eval(BUSY_SCRIPT, 0, int(STALL * 1_000_000))
-    finally:
-        client.close()

@@ -18,7 +18,6 @@ the container image, and httptools, picked when installed):
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -34,7 +32,7 @@ from tests.hostile import rawhttp, tally
 from tests.hostile.conftest import DEFAULT_POLICY, LogWatch
 from tests.hostile.recorder import RawUpstream, raw_upstream
 from tests.support.redis_server import RedisServer
-from tests.support.server import free_port
+from tests.support.server import serve_in_thread
 
 pytestmark = pytest.mark.redis
 
@@ -106,23 +104,9 @@ CASES = [
 
 @contextmanager
 def _serve(app: Any, http: str) -> Iterator[int]:
-    """tests.support.server.serve_in_thread, with the HTTP parser chosen."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", proxy_headers=False, http=http)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """tests.support.server.serve_in_thread with the HTTP parser chosen; yields the port."""
+    with serve_in_thread(app, http=http) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @contextmanager

@@ -27,6 +27,19 @@ REDIS_URL_ENV = "REDIS_URL"
 INSTALL_HINT = "redis-server is not on PATH; install it with: apt-get install redis-server"
 
 
+# Spins until ARGV[1] microseconds have passed on Redis's clock (RedisServer.busy).
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
+while true do
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - start >= tonumber(ARGV[1]) then
+    return 1
+  end
+end
+"""
+
+
 class RedisServerError(RuntimeError):
     """redis-server is missing or would not start."""
 
@@ -125,6 +138,17 @@ class RedisServer:
         if self.running and self._proc is not None and not self._paused:
             self._proc.send_signal(signal.SIGSTOP)
             self._paused = True
+
+    def busy(self, seconds: float) -> None:
+        """Run a Lua script that spins for `seconds`: Redis is up but answers nothing
+        else until it ends (a stall that SIGSTOP cannot show: the CPU is busy). Blocks."""
+        import redis  # only the fault tests need a client here
+
+        client = redis.Redis(port=self.port, socket_timeout=seconds + 30)
+        try:
+            client.eval(BUSY_SCRIPT, 0, int(seconds * 1_000_000))
+        finally:
+            client.close()
 
     def resume(self) -> None:
         if self._paused and self._proc is not None:

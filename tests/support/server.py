@@ -23,11 +23,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 and yield its base URL; stop it on exit."""
+def serve_in_thread(app: Any, port: int | None = None, http: str = "auto") -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 and yield its base URL; stop it on exit. `http` picks
+    uvicorn's parser ("h11", "httptools"; "auto" is httptools when installed)."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            proxy_headers=False)
+                            proxy_headers=False, http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
